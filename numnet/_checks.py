@@ -1,0 +1,190 @@
+"""Input validation and torch-style errors, in one place for the CPU and CUDA ops.
+
+Every public op checks its arguments here once, before any work, and then hands clean
+arrays to a kernel that trusts them. Errors are one line that names the op, the shapes
+and the rule, e.g.::
+
+    numnet.mm: mat1 and mat2 shapes cannot be multiplied (1x5 and 1x5): columns of mat1 (5) must equal rows of mat2 (1)
+
+The checks only read ``.shape`` and ``.dtype``, so they serve numpy arrays on the CPU
+and numba device arrays on the GPU alike.
+"""
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+class ShapeError(ValueError, RuntimeError):
+    """Shapes that do not fit. A ValueError (numpy habit) and a RuntimeError (torch habit)."""
+
+
+class DTypeError(TypeError, RuntimeError):
+    """A dtype numnet does not compute in, or float32 mixed with float64.
+
+    A TypeError (numpy habit) and a RuntimeError (torch raises RuntimeError for a mix).
+    """
+
+
+def shape_str(shape):
+    """torch's way of writing a matrix shape in its mm error: (1, 5) -> '1x5'."""
+    return "x".join(str(d) for d in shape)
+
+
+def as_host_array(op, name, x):
+    """The numpy array behind ``x``, without copying when it already is one.
+
+    Accepted: numpy arrays, anything numpy converts without guessing (torch CPU
+    tensors share their memory this way), Python numbers and nested lists of them.
+    GPU arrays are refused with a pointer to ``numnet.cuda``.
+    """
+    if type(x) is np.ndarray:
+        return x
+    if hasattr(x, "__cuda_array_interface__"):
+        raise TypeError(
+            f"{op}: {name} is a GPU array ({type(x).__name__}); use numnet.cuda.{op.rsplit('.', 1)[-1]} "
+            "for GPU arrays, or copy it to the host first"
+        )
+    try:
+        return np.asarray(x)
+    except Exception as exc:  # torch tensors that require grad, ragged lists, ...
+        raise TypeError(f"{op}: cannot read {name} as an array: {exc}") from None
+
+
+def check_dtype(op, *arrays):
+    """The one float dtype shared by ``arrays``; float32 or float64, never mixed."""
+    dtype = arrays[0].dtype
+    for a in arrays:
+        if a.dtype not in FLOAT_DTYPES:
+            raise DTypeError(
+                f"{op}: expected float32 or float64 arrays, got {a.dtype}; "
+                f"convert with .astype(np.float32)"
+            )
+    for a in arrays:
+        if a.dtype != dtype:
+            raise DTypeError(
+                f"{op}: expected all arrays to have the same dtype, got {dtype} and {a.dtype}; "
+                "numnet does not promote (as torch): convert one with .astype()"
+            )
+    return dtype
+
+
+def check_ndim(op, name, a, ndim):
+    if a.ndim != ndim:
+        raise ShapeError(
+            f"{op}: {name} must be {ndim}-D, got {a.ndim}-D array of shape {tuple(a.shape)}"
+        )
+
+
+def check_matmul(op, a, b, names=("mat1", "mat2")):
+    """(n, k) @ (k, m): both 2-D and the inner dimensions equal."""
+    check_ndim(op, names[0], a, 2)
+    check_ndim(op, names[1], b, 2)
+    if a.shape[1] != b.shape[0]:
+        raise ShapeError(
+            f"{op}: mat1 and mat2 shapes cannot be multiplied "
+            f"({shape_str(a.shape)} and {shape_str(b.shape)}): "
+            f"columns of {names[0]} ({a.shape[1]}) must equal rows of {names[1]} ({b.shape[0]})"
+        )
+
+
+def check_same_shape(op, a, b):
+    if tuple(a.shape) != tuple(b.shape):
+        raise ShapeError(
+            f"{op}: the arrays must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
+        )
+
+
+def check_bias(op, b, m, name="bias"):
+    """A bias for m output units: shape (m,) or (1, m), broadcast over the rows."""
+    shape = tuple(b.shape)
+    if shape != (m,) and shape != (1, m):
+        raise ShapeError(
+            f"{op}: {name} of shape {shape} does not fit {m} output units: expected ({m},) or (1, {m})"
+        )
+
+
+def check_neuron_bias(op, b):
+    """A single neuron has a single bias: one element, of any shape (the result's shape)."""
+    if b.size != 1:
+        raise ShapeError(
+            f"{op}: a neuron has one bias, got shape {tuple(b.shape)} ({b.size} values)"
+        )
+
+
+def check_layers(op, x, layers):
+    """x: (n, k0); layers: (W1, b1), (W2, b2), ... with W_i: (k_{i-1}, k_i) and b_i fitting k_i."""
+    check_ndim(op, "x", x, 2)
+    if len(layers) == 0:
+        raise ValueError(f"{op}: layers is empty; give at least one (W, b) pair")
+    width = x.shape[1]
+    for i, (W, b) in enumerate(layers, start=1):
+        check_ndim(op, f"layer {i} W", W, 2)
+        if W.shape[0] != width:
+            prev = "x" if i == 1 else f"layer {i - 1}'s output"
+            raise ShapeError(
+                f"{op}: layer {i}: mat1 and mat2 shapes cannot be multiplied "
+                f"({x.shape[0]}x{width} and {shape_str(W.shape)}): "
+                f"columns of {prev} ({width}) must equal rows of W{i} ({W.shape[0]})"
+            )
+        check_bias(op, b, W.shape[1], name=f"layer {i} bias")
+        width = W.shape[1]
+
+
+def unpack_layers(op, layers):
+    """layers as a list of (W, b) pairs, each pair checked to be a pair."""
+    try:
+        pairs = list(layers)
+    except TypeError:
+        raise TypeError(f"{op}: layers must be a sequence of (W, b) pairs, got {type(layers).__name__}") from None
+    for i, pair in enumerate(pairs, start=1):
+        if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+            raise TypeError(f"{op}: layer {i} must be a (W, b) pair, got {type(pair).__name__}")
+    return pairs
+
+
+# -- A compiled screen for the hot path ----------------------------------------------
+# A notebook-sized forward pass computes in about a microsecond; reading every shape
+# and dtype from Python would cost more than the arithmetic. ``layers_fit`` answers
+# "is everything clean?" in compiled code; only when it says no do the Python checks
+# above run, to name the problem.
+from numba import literal_unroll, njit  # noqa: E402
+from numba.extending import overload  # noqa: E402
+
+
+def _same_float_dtype(a, b):
+    """True when a and b share the dtype float32 or float64 (decided at compile time)."""
+
+
+@overload(_same_float_dtype, jit_options={"cache": True})
+def _same_float_dtype_impl(a, b):
+    same = a.dtype == b.dtype and str(a.dtype) in ("float32", "float64")
+    return lambda a, b: same
+
+
+def _bias_width(b):
+    """m for a bias of shape (m,) or (1, m); -1 for any other shape."""
+
+
+@overload(_bias_width, jit_options={"cache": True})
+def _bias_width_impl(b):
+    if b.ndim == 1:
+        return lambda b: b.shape[0]
+    if b.ndim == 2:
+        return lambda b: b.shape[1] if b.shape[0] == 1 else -1
+    return lambda b: -1
+
+
+@njit(cache=True)
+def layers_fit(x, layers, out):
+    """True when x: (n, k0), W_i: (k_{i-1}, k_i), b_i: (k_i,) or (1, k_i), out: (n, k_L),
+    and all share one float dtype. (Arrays of other ranks fail to compile here, which
+    the caller treats as a no.)"""
+    fit = _same_float_dtype(x, out) and out.shape[0] == x.shape[0]
+    width = x.shape[1]
+    for layer in literal_unroll(layers):
+        W = layer[0]
+        b = layer[1]
+        fit = fit and _same_float_dtype(x, W) and _same_float_dtype(x, b)
+        fit = fit and W.shape[0] == width and _bias_width(b) == W.shape[1]
+        width = W.shape[1]
+    return fit and out.shape[1] == width

@@ -1,0 +1,141 @@
+"""The public CPU ops: check the input once, allocate the output, call a kernel.
+
+Inputs are numpy arrays of float32 or float64 (any layout, read-only allowed, never
+modified), or anything numpy reads without copying data it does not have to: torch
+CPU tensors (shared memory), Python numbers and nested lists (a list of Python floats
+is float64, as in numpy). The result is always a new numpy array of the input dtype.
+"""
+import numpy as np
+from numba import njit
+
+from numnet import _checks as C
+from numnet import kernels as K
+
+
+def sigmoid(x):
+    """sigma(x) = 1 / (1 + e^-x), elementwise; same shape and dtype as x.
+
+    >>> numnet.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))
+    array([0. , 0.5, 1. ], dtype=float32)
+    """
+    op = "numnet.sigmoid"
+    x = C.as_host_array(op, "x", x)
+    C.check_dtype(op, x)
+    out = np.empty(x.shape, x.dtype)
+    K.sigmoid_kernel(np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
+    return out
+
+
+def dot(a, b):
+    """sum(a * b) over all elements of two same-shape arrays: a 0-d array of their dtype.
+
+    The notebook's ``torch.sum(features * weights)``.
+
+    >>> numnet.dot(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
+    array(11.)
+    """
+    op = "numnet.dot"
+    a = C.as_host_array(op, "a", a)
+    b = C.as_host_array(op, "b", b)
+    dtype = C.check_dtype(op, a, b)
+    C.check_same_shape(op, a, b)
+    flat_a = np.ascontiguousarray(a).reshape(-1)
+    flat_b = np.ascontiguousarray(b).reshape(-1)
+    return np.array(K.dot_kernel(flat_a, flat_b), dtype=dtype)
+
+
+def mm(a, b):
+    """The matrix product a @ b.  a: (n, k) @ b: (k, m) -> (n, m).
+
+    The notebook's ``torch.mm(features, weights.view(5, 1))``.
+
+    >>> numnet.mm(np.ones((2, 3)), np.ones((3, 4))).shape
+    (2, 4)
+    """
+    op = "numnet.mm"
+    a = C.as_host_array(op, "mat1", a)
+    b = C.as_host_array(op, "mat2", b)
+    dtype = C.check_dtype(op, a, b)
+    C.check_matmul(op, a, b)
+    out = np.empty((a.shape[0], b.shape[1]), dtype)
+    K.mm_kernel(a, b, out)
+    return out
+
+
+def neuron(x, w, b):
+    """sigma(sum(x * w) + b): one neuron's output, shaped like its bias b (one value).
+
+    The notebook's ``activation(torch.sum(features * weights) + bias)`` (output1).
+    """
+    op = "numnet.neuron"
+    x = C.as_host_array(op, "x", x)
+    w = C.as_host_array(op, "w", w)
+    b = C.as_host_array(op, "b", b)
+    dtype = C.check_dtype(op, x, w, b)
+    C.check_same_shape(op, x, w)
+    C.check_neuron_bias(op, b)
+    out = np.empty(b.shape, dtype)
+    K.neuron_kernel(
+        np.ascontiguousarray(x).reshape(-1),
+        np.ascontiguousarray(w).reshape(-1),
+        np.ascontiguousarray(b).reshape(-1),
+        out.reshape(-1),
+    )
+    return out
+
+
+def linear(x, W, b):
+    """x @ W + b.  x: (n, k) @ W: (k, m) + b: (m,) or (1, m) -> (n, m).
+
+    The notebook's ``torch.mm(features, W1) + B1``.
+    """
+    op = "numnet.linear"
+    x = C.as_host_array(op, "x", x)
+    W = C.as_host_array(op, "W", W)
+    b = C.as_host_array(op, "b", b)
+    dtype = C.check_dtype(op, x, W, b)
+    C.check_matmul(op, x, W, names=("x", "W"))
+    C.check_bias(op, b, W.shape[1])
+    out = np.empty((x.shape[0], W.shape[1]), dtype)
+    K.linear_kernel(x, W, b.reshape(-1), out)
+    return out
+
+
+@njit(cache=True)
+def _forward_if_fit(x, layers, out):
+    """One compiled call for the hot path: screen the shapes and dtypes, then compute."""
+    if not C.layers_fit(x, layers, out):
+        return False
+    K.forward_kernel(x, layers, out)
+    return True
+
+
+def forward(x, layers):
+    """sigma(... sigma(sigma(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), in one compiled call.
+
+    layers: a sequence of (W, b) pairs, W: (n_in, n_out), b: (n_out,) or (1, n_out).
+    x: (batch, n_in). The notebook's two-layer network is
+    ``forward(features, [(W1, B1), (W2, B2)])``.
+    """
+    # Fast path: numpy arrays that fit, checked in compiled code (see layers_fit).
+    if type(x) is np.ndarray:
+        try:
+            pairs = tuple(map(tuple, layers))
+            out = np.empty((x.shape[0], pairs[-1][0].shape[1]), x.dtype)
+            if _forward_if_fit(x, pairs, out):
+                return out
+        except Exception:
+            pass  # anything unusual: the checks below name it, or convert it
+    op = "numnet.forward"
+    pairs = C.unpack_layers(op, layers)
+    x = C.as_host_array(op, "x", x)
+    pairs = tuple(
+        (C.as_host_array(op, f"layer {i} W", W), C.as_host_array(op, f"layer {i} bias", b))
+        for i, (W, b) in enumerate(pairs, start=1)
+    )
+    C.check_dtype(op, x, *(a for pair in pairs for a in pair))
+    C.check_layers(op, x, pairs)
+    out = np.empty((x.shape[0], pairs[-1][0].shape[1]), x.dtype)
+    if not _forward_if_fit(x, pairs, out):
+        raise AssertionError(f"{op}: the compiled screen refused input the checks accepted")
+    return out
