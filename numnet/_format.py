@@ -111,7 +111,8 @@ def _block(a, indent, summarize, fmt, width):
 def _vector(a, indent, summarize, fmt, width):
     """One row, wrapped at LINEWIDTH counting each entry as width + len(', ')."""
     vals = a.tolist()
-    items = [" ..." if i is None else _entry(vals[i], fmt, width) for i in _rows(len(a), summarize)]
+    rows = _rows(len(a), summarize)
+    items = [" ..." if i is None else _entry(vals[i], fmt, width) for i in rows]
     per_line = max(1, (LINEWIDTH - indent) // (width + 2))
     lines = [", ".join(items[i : i + per_line]) for i in range(0, len(items), per_line)]
     return "[" + (",\n" + " " * (indent + 1)).join(lines) + "]"

@@ -50,11 +50,10 @@ _TWO_PI = 2.0 * np.pi
 _F = np.float32
 _ZERO, _HALF, _ONE, _MINUS_TWO, _TWO_PI_F = _F(0), _F(0.5), _F(1), _F(-2), _F(_TWO_PI)
 _SQRTHF = _F(0.707106781186547524)
-_LOG_P = tuple(_F(p) for p in (
+_LOG_P0, _LOG_P1, _LOG_P2, _LOG_P3, _LOG_P4, _LOG_P5, _LOG_P6, _LOG_P7, _LOG_P8 = (_F(p) for p in (
     7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
     1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
     3.3333331174e-1))
-_LOG_P0, _LOG_P1, _LOG_P2, _LOG_P3, _LOG_P4, _LOG_P5, _LOG_P6, _LOG_P7, _LOG_P8 = _LOG_P
 _LOG_Q1, _LOG_Q2 = _F(-2.12194440e-4), _F(0.693359375)
 _FOPI = _F(1.27323954473516)  # 4 / pi
 _DP1, _DP2, _DP3 = _F(-0.78515625), _F(-2.4187564849853515625e-4), _F(-3.77489497744594108e-8)
@@ -71,6 +70,20 @@ STATE_DTYPE = np.dtype([
     ("_pad1", "u1", (3,)),
 ])
 assert STATE_DTYPE.itemsize == 5056, STATE_DTYPE.itemsize
+
+
+def _kernel(fn=None, *, inline="never"):
+    """@njit(cache=True), or a plain @njit where numba has no writable cache directory
+    (in-tree __pycache__, NUMBA_CACHE_DIR or ~/.cache/numba): there cache=True raises
+    "no locator available" at import. No nogil: the GIL keeps two threads from drawing
+    from one generator at once, as torch's generator mutex does. inline="always" for the
+    per-element helpers: LLVM alone leaves them as calls, 4x slower."""
+    if fn is None:
+        return lambda f: _kernel(f, inline=inline)
+    try:
+        return njit(cache=True, inline=inline)(fn)
+    except RuntimeError:
+        return njit(inline=inline)(fn)
 
 
 # ---------------------------------------------------------------- LLVM primitives
@@ -102,23 +115,24 @@ def _from_bits(typingctx, i):
 
 
 # ---------------------------------------------------------------- mt19937
-@njit(cache=True)
+@_kernel
 def _init_genrand(mt, seed32):
     """mt[0] = seed; mt[k] = 1812433253 * (mt[k-1] ^ (mt[k-1] >> 30)) + k  (mod 2**32)."""
     mt[0] = seed32
     for k in range(1, _N):
-        prev = np.uint64(mt[k - 1])
-        mt[k] = np.uint32((np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(k)) & np.uint64(0xFFFFFFFF))
+        prev = np.uint64(mt[k - 1])  # uint64 throughout: numba turns uint64 op int64 into float64
+        mixed = np.uint64(1812433253) * (prev ^ (prev >> np.uint64(30))) + np.uint64(k)
+        mt[k] = np.uint32(mixed & np.uint64(0xFFFFFFFF))
 
 
-@njit(cache=True, inline="always")
+@_kernel(inline="always")
 def _twist_word(mt, k, k1, km):
     """mt[k] = mt[k+M] ^ ((upper(mt[k]) | lower(mt[k+1])) >> 1) ^ (MATRIX_A if mt[k+1] odd)."""
     y = (mt[k] & _UPPER) | (mt[k1] & _LOWER)
     mt[k] = mt[km] ^ (y >> np.uint32(1)) ^ (_MATRIX_A * (mt[k1] & np.uint32(1)))
 
 
-@njit(cache=True)
+@_kernel
 def _twist(mt):
     """Replace all 624 words by the next 624 (indices mod 624, in three wrap-free runs)."""
     for k in range(_N - _M):
@@ -128,7 +142,7 @@ def _twist(mt):
     _twist_word(mt, _N - 1, 0, _M - 1)
 
 
-@njit(cache=True, inline="always")
+@_kernel(inline="always")
 def _temper(y):
     """mt19937's output: y ^= y>>11; y ^= (y<<7) & 0x9d2c5680; y ^= (y<<15) & 0xefc60000; y ^= y>>18."""
     y ^= y >> np.uint32(11)
@@ -137,7 +151,7 @@ def _temper(y):
     return y ^ (y >> np.uint32(18))
 
 
-@njit(cache=True)
+@_kernel
 def _reserve(mt, pos, want):
     """Take up to `want` words from the current block, twisting first if it is spent.
 
@@ -153,14 +167,14 @@ def _reserve(mt, pos, want):
     return start, count
 
 
-@njit(cache=True)
+@_kernel
 def _random(mt, pos):
     """One 32-bit draw."""
     start, _ = _reserve(mt, pos, 1)
     return _temper(mt[start])
 
 
-@njit(cache=True)
+@_kernel
 def _random64(mt, pos):
     """(first draw << 32) | second draw."""
     hi = np.uint64(_random(mt, pos))
@@ -168,32 +182,50 @@ def _random64(mt, pos):
 
 
 # ---------------------------------------------------------------- uniforms
-@njit(cache=True)
+@_kernel
 def _uniform53(mt, pos):
     """u = (random64() & (2**53 - 1)) * 2**-53, in [0, 1)."""
     return np.float64(_random64(mt, pos) & _MASK53) * _TWO_M53
 
 
-@njit(cache=True)
-def _fill_uniform24(mt, pos, u):
-    """u[i] = float32((random() & (2**24 - 1)) * 2**-24), one draw each, in order."""
+@_kernel
+def _fill_random(mt, pos, w):
+    """w[i] = random(), in order, a block of tempered words at a time."""
     i = 0
-    while i < u.size:
-        start, count = _reserve(mt, pos, u.size - i)
+    while i < w.size:
+        start, count = _reserve(mt, pos, w.size - i)
         for k in range(count):
-            u[i + k] = np.float32(_temper(mt[start + k]) & _MASK24) * _TWO_M24
+            w[i + k] = _temper(mt[start + k])
         i += count
 
 
-@njit(cache=True)
+@_kernel
 def _fill_uniform53(mt, pos, u):
-    """u[i] = 53-bit uniform double, two draws each, in order."""
+    """u[i] = ((w[2i] << 32 | w[2i+1]) & (2**53 - 1)) * 2**-53: random64() per element, in order.
+
+    The 2N words are drawn into u's own bytes, then each element is built from its own two.
+    """
+    w = u.view(np.uint32)  # (2N,)
+    _fill_random(mt, pos, w)
     for i in range(u.size):
-        u[i] = _uniform53(mt, pos)
+        bits = (np.uint64(w[2 * i]) << np.uint64(32)) | np.uint64(w[2 * i + 1])
+        u[i] = np.float64(bits & _MASK53) * _TWO_M53
+
+
+@_kernel
+def _fill_uniform24(mt, pos, u):
+    """u[i] = float32((random() & (2**24 - 1)) * 2**-24): one draw per element, in order.
+
+    The N words are drawn into u's own bytes, then each is converted where it lies.
+    """
+    w = u.view(np.uint32)
+    _fill_random(mt, pos, w)
+    for i in range(u.size):
+        u[i] = np.float32(w[i] & _MASK24) * _TWO_M24
 
 
 # ---------------------------------------------------------------- avx_mathfun, emulated
-@njit(cache=True, inline="always")
+@_kernel(inline="always")
 def _log_avx2(v):
     """log(v) for float32 v > 0 as avx_mathfun's log256_ps: v = m * 2**e, m in [sqrt(1/2), sqrt 2),
     x = m - 1, log v = x - x**2/2 + x**3 P(x) + e ln 2 (ln 2 split in q2 + q1), fma-contracted."""
@@ -214,13 +246,12 @@ def _log_avx2(v):
     y = _fma(y, x, _LOG_P6)
     y = _fma(y, x, _LOG_P7)
     y = _fma(y, x, _LOG_P8)
-    y = (y * x) * z
-    y = _fma(e, _LOG_Q1, y)
+    y = _fma(y * x, z, e * _LOG_Q1)  # GCC fuses the first product it meets: (y x) z, not e q1
     y = _fma(-z, _HALF, y)
     return _fma(e, _LOG_Q2, x + y)
 
 
-@njit(cache=True, inline="always")
+@_kernel(inline="always")
 def _sincos_avx2(t):
     """(sin t, cos t) for float32 t >= 0 as avx_mathfun's sincos256_ps: j = even octant of
     t*4/pi, x = t - j*pi/4 (pi/4 split in three), then the Cephes sin/cos polynomials in x,
@@ -233,8 +264,7 @@ def _sincos_avx2(t):
     z = x * x
     c = _fma(_COS_P0, z, _COS_P1)
     c = _fma(c, z, _COS_P2)
-    c = (c * z) * z
-    c = _fma(-z, _HALF, c) + _ONE
+    c = _fma(c * z, z, -(z * _HALF)) + _ONE  # again (c z) z is fused, z/2 is not
     s = _fma(_SIN_P0, z, _SIN_P1)
     s = _fma(s, z, _SIN_P2)
     s = _fma(s * z, x, x)
@@ -250,7 +280,7 @@ def _sincos_avx2(t):
 
 
 # ---------------------------------------------------------------- Box-Muller
-@njit(cache=True)
+@_kernel
 def _box_muller16_f32(u):
     """In place on 16 uniforms, j < 8: r = sqrt(-2 LOG(1 - u[j])), theta = float32(2 pi) u[j+8],
     u[j] = r COS(theta), u[j+8] = r SIN(theta); LOG, SIN, COS as avx_mathfun."""
@@ -261,7 +291,7 @@ def _box_muller16_f32(u):
         u[j + 8] = radius * s + _ZERO
 
 
-@njit(cache=True)
+@_kernel
 def _box_muller16_f64(u):
     """In place on 16 uniforms, j < 8: r = sqrt(-2 log(1 - u[j])), theta = 2 pi u[j+8],
     u[j] = r cos(theta), u[j+8] = r sin(theta); libm log, cos, sin."""
@@ -272,7 +302,7 @@ def _box_muller16_f64(u):
         u[j + 8] = radius * math.sin(theta) + 0.0
 
 
-@njit(cache=True)
+@_kernel
 def _normal_large_f32(mt, pos, out):
     """out: (N,) float32, N >= 16. All N uniforms, then 16-blocks; a ragged tail is redrawn."""
     n = out.size
@@ -285,7 +315,7 @@ def _normal_large_f32(mt, pos, out):
         _box_muller16_f32(tail)
 
 
-@njit(cache=True)
+@_kernel
 def _normal_large_f64(mt, pos, out):
     """out: (N,) float64, N >= 16. All N uniforms, then 16-blocks; a ragged tail is redrawn."""
     n = out.size
@@ -298,7 +328,7 @@ def _normal_large_f64(mt, pos, out):
         _box_muller16_f64(tail)
 
 
-@njit(cache=True)
+@_kernel
 def _normal_small(mt, pos, cache, out):
     """out: (N,) float32 or float64, any N. Per element: the cached normal if any, else
     u1, u2 53-bit uniforms, r = sqrt(-2 log1p(-u2)), theta = 2 pi u1, cache r sin(theta),

@@ -1,0 +1,177 @@
+"""The CUDA kernels: the twins of ``numnet.kernels``, written for thousands of threads.
+
+Kernels trust their input: the public functions in ``numnet.cuda.ops`` have checked
+shapes and dtypes, moved the data to the GPU, allocated the output and picked the launch
+shape. Each kernel takes its output as an argument, finds its place with ``cuda.grid``
+and guards it against the array bounds (past the end of an array a GPU silently reads
+garbage; the simulator raises).
+
+One kernel serves float32 and float64: numba compiles a version per argument type, and
+both the accumulators (``x.dtype.type(0)``) and the shared-memory tiles
+(``cuda.shared.array(..., dtype=x.dtype)``) take their dtype from the arguments. A bare
+``0.`` would be float64 on a GPU and turn float32 sums into float64 ones.
+
+Sums are not always left to right, as on the CPU: ``dot`` adds in a tree (the same tree
+on every run, so the same bits), and a real GPU fuses ``acc += a * b`` into one
+multiply-add. Results agree with the CPU ops to rounding, not bit for bit.
+"""
+import math
+
+import numpy as np
+from numba import cuda
+
+TILE = 16  # mm: each block computes a TILE x TILE tile of the output
+THREADS = 256  # 1-D kernels: threads per block; a power of two, for the tree reduction
+MAX_BLOCKS = 1024  # 1-D kernels: beyond this, each thread strides over several elements
+
+# True under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs kernels as Python.
+SIMULATED = cuda.jit.__module__.startswith("numba.cuda.simulator")
+
+# e^v in a kernel. On a GPU numba compiles math.exp to libdevice's expf or exp, by the
+# argument's type (np.exp does not compile there). In the simulator math.exp would run
+# as Python's: in float64, and raising OverflowError where a GPU returns inf, so
+# sigma(-1000) would fail; np.exp keeps float32 and returns inf, as the GPU does.
+exp = np.exp if SIMULATED else math.exp
+
+
+@cuda.jit(device=True)
+def sigma(v, one):
+    """sigma(v) = 1 / (1 + e^-v), with ``one`` the constant 1 in v's dtype.
+
+    Stable as written, as on the CPU: e^-v overflows to inf for v << 0 and the result
+    is exactly 0; it underflows to 0 for v >> 0 and the result is 1; NaN stays NaN.
+    """
+    return one / (one + exp(-v))
+
+
+@cuda.jit
+def sigmoid_kernel(x, out):
+    """out[i] = sigma(x[i]) over flat arrays, in a grid-stride loop (any grid covers any n)."""
+    one = x.dtype.type(1)
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        out[i] = sigma(x[i], one)
+
+
+@cuda.jit(device=True)
+def block_sum(cache, acc):
+    """The sum of every thread's ``acc`` across the block, returned to all of them.
+
+    A tree in shared memory: cache[t] += cache[t + half] for half = blockDim/2, /4, ..., 1.
+    The order is fixed by the block size alone, so the result is the same on every run.
+    Every thread of the block must call this: it synchronises.
+    """
+    t = cuda.threadIdx.x
+    cache[t] = acc
+    half = cuda.blockDim.x // 2
+    while half > 0:
+        cuda.syncthreads()  # the previous level is written before it is read
+        if t < half:
+            cache[t] += cache[t + half]
+        half //= 2
+    cuda.syncthreads()  # cache[0] is final before anyone reads it
+    return cache[0]
+
+
+@cuda.jit
+def dot_kernel(a, b, partial):
+    """partial[block] = this block's share of sum_i a[i] * b[i]: the first pass of dot.
+
+    Thread g adds a[i] * b[i] for i = g, g + gridsize, ...; the block then sums its threads.
+    """
+    cache = cuda.shared.array(THREADS, dtype=a.dtype)
+    acc = a.dtype.type(0)
+    for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
+        acc += a[i] * b[i]
+    total = block_sum(cache, acc)
+    if cuda.threadIdx.x == 0:
+        partial[cuda.blockIdx.x] = total
+
+
+@cuda.jit
+def sum_kernel(partial, out):
+    """out[0] = sum_i partial[i], by one block: the second pass of dot."""
+    cache = cuda.shared.array(THREADS, dtype=partial.dtype)
+    acc = partial.dtype.type(0)
+    for i in range(cuda.threadIdx.x, partial.shape[0], cuda.blockDim.x):
+        acc += partial[i]
+    total = block_sum(cache, acc)
+    if cuda.threadIdx.x == 0:
+        out[0] = total
+
+
+@cuda.jit
+def neuron_kernel(partial, b, out):
+    """out[i] = sigma(sum_j partial[j] + b[i]), by one block: dot's second pass, with the
+    neuron's bias and activation fused in (b and out hold the one bias and one output)."""
+    cache = cuda.shared.array(THREADS, dtype=partial.dtype)
+    acc = partial.dtype.type(0)
+    for i in range(cuda.threadIdx.x, partial.shape[0], cuda.blockDim.x):
+        acc += partial[i]
+    total = block_sum(cache, acc)
+    one = partial.dtype.type(1)
+    for i in range(cuda.threadIdx.x, out.shape[0], cuda.blockDim.x):
+        out[i] = sigma(total + b[i], one)
+
+
+@cuda.jit(device=True)
+def tiled_dot(a, b, i, j):
+    """sum_p a[i, p] * b[p, j], p in order, staged TILE columns of a and rows of b at a time.
+
+    The block's threads load one (TILE, TILE) tile of a and one of b into shared memory
+    together, then each reads its row and column of them TILE times. Threads whose (i, j)
+    lies outside the output still load: tiles are padded with zeros past the edges, so
+    any n, k, m works and the padding adds only 0 * 0. Every thread must call this.
+    """
+    a_tile = cuda.shared.array((TILE, TILE), dtype=a.dtype)
+    b_tile = cuda.shared.array((TILE, TILE), dtype=b.dtype)
+    tx = cuda.threadIdx.x  # column within the tile
+    ty = cuda.threadIdx.y  # row within the tile
+    n, k = a.shape
+    m = b.shape[1]
+    zero = a.dtype.type(0)
+    acc = zero
+    for p0 in range(0, k, TILE):
+        a_tile[ty, tx] = a[i, p0 + tx] if i < n and p0 + tx < k else zero  # a[block rows, p0:p0+TILE]
+        b_tile[ty, tx] = b[p0 + ty, j] if p0 + ty < k and j < m else zero  # b[p0:p0+TILE, block cols]
+        cuda.syncthreads()  # both tiles are complete before anyone reads them
+        for p in range(TILE):
+            acc += a_tile[ty, p] * b_tile[p, tx]
+        cuda.syncthreads()  # everyone is done reading before the next tiles overwrite them
+    return acc
+
+
+@cuda.jit
+def mm_kernel(a, b, out):
+    """out = a @ b.  a: (n, k) @ b: (k, m) -> out: (n, m); one thread per out[i, j].
+
+    x runs along the columns, so neighbouring threads read neighbouring b[p, j] and write
+    neighbouring out[i, j]. k = 0 gives zeros.
+    """
+    j, i = cuda.grid(2)
+    acc = tiled_dot(a, b, i, j)
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = acc
+
+
+@cuda.jit
+def linear_kernel(x, W, bias, out):
+    """out = x @ W + bias.  x: (n, k) @ W: (k, m) + bias: (m,) -> out: (n, m).
+
+    The bias is added after the sum, as torch.addmm does, while out[i, j] is still in a register.
+    """
+    j, i = cuda.grid(2)
+    acc = tiled_dot(x, W, i, j)
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = acc + bias[j]
+
+
+@cuda.jit
+def sigmoid_linear_kernel(x, W, bias, out):
+    """out = sigma(x @ W + bias): one layer of the network, bias and activation fused in.
+
+    x: (n, k) @ W: (k, m) + bias: (m,) -> out: (n, m).
+    """
+    j, i = cuda.grid(2)
+    acc = tiled_dot(x, W, i, j)
+    if i < out.shape[0] and j < out.shape[1]:
+        out[i, j] = sigma(acc + bias[j], out.dtype.type(1))
