@@ -1,11 +1,19 @@
 """numnet: a neural network's arithmetic as readable Numba kernels, checked against PyTorch.
 
 CPU ops live here (``numnet.sigmoid``, ``numnet.mm``, ...); the same ops for CUDA GPUs
-live in ``numnet.cuda``. Importing numnet never needs torch, a GPU or CUDA libraries.
+live in ``numnet.cuda``. ``numnet.manual_seed`` and ``numnet.randn`` reproduce torch's
+CPU random normals bit for bit, and ``numnet.format`` prints an array as torch prints
+a tensor. Importing numnet never needs torch, a GPU or CUDA libraries.
 """
 __version__ = "0.1.0"
 
 from numnet._checks import DTypeError, ShapeError
+from numnet._format import format_tensor as format
 from numnet.ops import dot, forward, linear, mm, neuron, sigmoid
+from numnet.random import Generator, default_generator, initial_seed, manual_seed, randn, randn_like
 
-__all__ = ["sigmoid", "dot", "mm", "neuron", "linear", "forward", "ShapeError", "DTypeError"]
+__all__ = [
+    "sigmoid", "dot", "mm", "neuron", "linear", "forward",
+    "manual_seed", "initial_seed", "randn", "randn_like", "Generator", "default_generator",
+    "format", "ShapeError", "DTypeError",
+]

@@ -147,15 +147,17 @@ def unpack_layers(op, layers):
 # and dtype from Python would cost more than the arithmetic. ``layers_fit`` answers
 # "is everything clean?" in compiled code; only when it says no do the Python checks
 # above run, to name the problem.
-from numba import literal_unroll, njit  # noqa: E402
+from numba import literal_unroll  # noqa: E402
 from numba.extending import overload  # noqa: E402
+
+from numnet._jit import jit  # noqa: E402
 
 
 def _same_float_dtype(a, b):
     """True when a and b share the dtype float32 or float64 (decided at compile time)."""
 
 
-@overload(_same_float_dtype, jit_options={"cache": True})
+@overload(_same_float_dtype)
 def _same_float_dtype_impl(a, b):
     same = a.dtype == b.dtype and str(a.dtype) in ("float32", "float64")
     return lambda a, b: same
@@ -165,7 +167,7 @@ def _bias_width(b):
     """m for a bias of shape (m,) or (1, m); -1 for any other shape."""
 
 
-@overload(_bias_width, jit_options={"cache": True})
+@overload(_bias_width)
 def _bias_width_impl(b):
     if b.ndim == 1:
         return lambda b: b.shape[0]
@@ -174,7 +176,7 @@ def _bias_width_impl(b):
     return lambda b: -1
 
 
-@njit(cache=True)
+@jit
 def layers_fit(x, layers, out):
     """True when x: (n, k0), W_i: (k_{i-1}, k_i), b_i: (k_i,) or (1, k_i), out: (n, k_L),
     and all share one float dtype. (Arrays of other ranks fail to compile here, which

@@ -35,7 +35,7 @@ def format_tensor(a):
     """
     a = np.asarray(a)
     if a.dtype.name not in ("float32", "float64"):
-        raise TypeError(f"format: dtype {a.dtype} is not supported, only float32 and float64")
+        raise TypeError(f"numnet.format: dtype {a.dtype} is not supported, only float32 and float64")
     suffixes = []
     if a.size == 0:
         if a.ndim != 1:  # torch, like numpy, shows the shape unless it is (0,)

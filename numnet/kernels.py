@@ -8,13 +8,10 @@ Sums run left to right (p = 0, 1, ..., k-1). That order is the definition writte
 and it is also the order torch.mm uses for the notebook's 1x5 @ 5x1 product.
 """
 import numpy as np
-from numba import literal_unroll, njit
+from numba import literal_unroll
 from numba.extending import overload
 
-# cache=True: compiled machine code is kept in __pycache__ (or NUMBA_CACHE_DIR) so a
-# second process starts without compiling.
-jit = njit(cache=True, nogil=True)
-
+from numnet._jit import jit
 
 @jit
 def sigma(v, one):
@@ -89,7 +86,7 @@ def bias_row(b):
     """The bias as a row of m values, whether it came as (m,) or (1, m)."""
 
 
-@overload(bias_row, jit_options={"cache": True})
+@overload(bias_row)
 def _bias_row(b):
     if b.ndim == 1:
         return lambda b: b

@@ -6,10 +6,10 @@ CPU tensors (shared memory), Python numbers and nested lists (a list of Python f
 is float64, as in numpy). The result is always a new numpy array of the input dtype.
 """
 import numpy as np
-from numba import njit
 
 from numnet import _checks as C
 from numnet import kernels as K
+from numnet._jit import jit
 
 
 def sigmoid(x):
@@ -101,7 +101,7 @@ def linear(x, W, b):
     return out
 
 
-@njit(cache=True)
+@jit
 def _forward_if_fit(x, layers, out):
     """One compiled call for the hot path: screen the shapes and dtypes, then compute."""
     if not C.layers_fit(x, layers, out):
