@@ -39,7 +39,11 @@ def as_host_array(op, name, x):
     """
     if type(x) is np.ndarray:
         return x
-    if hasattr(x, "__cuda_array_interface__"):
+    try:
+        on_gpu = hasattr(x, "__cuda_array_interface__")
+    except Exception:  # torch: a CUDA tensor that requires grad refuses to hand it over
+        on_gpu = True
+    if on_gpu:
         raise TypeError(
             f"{op}: {name} is a GPU array ({type(x).__name__}); use numnet.cuda.{op.rsplit('.', 1)[-1]} "
             "for GPU arrays, or copy it to the host first"

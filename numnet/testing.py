@@ -10,6 +10,10 @@ How much may two float results differ?
   divide, half an ULP each), so each is within 2 ULP of the exact value and two of
   them within ``SIGMOID_ULP = 4`` ULP of each other. Measured against torch 2.13
   (float32 and float64, 2.1 million inputs in [-800, 800]): at most 4 ULP, 96% equal.
+  Below the smallest normal number (x < -87.3 in float32, x < -708.4 in float64) the
+  result is subnormal; there e^-x has already overflowed, so torch and numnet both
+  return 0 (torch documents 0 for x <= -89 in float32). Such results may differ from
+  the exact one by less than the smallest normal number (``np.finfo(dtype).tiny``).
 * **A sum of k products** (dot, one entry of mm, linear with its bias as term k+1):
   summed in any order in floating point, the result is within ``gamma_k * sum|terms|``
   of the exact sum, ``gamma_k = k*u / (1 - k*u)``, u the unit roundoff (Higham,
@@ -49,6 +53,88 @@ def sum_bound(k, scale, dtype):
     """
     tiny = float(np.finfo(dtype).smallest_subnormal)
     return 2 * gamma(k, dtype) * np.asarray(scale, np.float64) + 2 * k * tiny
+
+
+def finite_abs(a):
+    """|a| in float64, with inf and NaN entries as 0: such factors make a result
+    non-finite in every order, so they add nothing to the rounding scale."""
+    a = np.asarray(a, np.float64)
+    return np.where(np.isfinite(a), np.abs(a), 0.0)
+
+
+def mm_scale(a, b, matmul):
+    """sum_p |a_ip b_pj| over finite factors: the scale of sum_bound for a @ b.
+
+    matmul: a float64 matrix product to trust for this (a Python loop, torch in float64).
+    A product of finite factors that overflows makes the scale inf: order-dependent.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        return np.asarray(matmul(finite_abs(a), finite_abs(b)), np.float64)
+
+
+def forward_bound(x, layers, dtype, matmul, sigmoid):
+    """How far two ``dtype`` evaluations of the sigmoid network may differ; returns
+    (bound, scale) for :func:`compare`.
+
+    Layer by layer, with e the bound on the difference of the layer's inputs: the
+    pre-activations z = h @ W + b differ by at most sum_p e_p |W_pj| +
+    sum_bound(k + 1, scale); sigmoid's slope is at most 1/4, and each side rounds it
+    within SIGMOID_ULP / 2 ULP. Where z is +-inf or NaN both sides give the same exact
+    value. Where a sum could overflow, the row is order-dependent from there on (scale
+    inf). ``matmul`` and ``sigmoid`` are trusted float64 references.
+    """
+    h = np.asarray(x, np.float64)
+    e = np.zeros(h.shape)
+    overflow = np.zeros(h.shape[0], bool)
+    eps = float(np.finfo(dtype).eps)
+    with np.errstate(all="ignore"):
+        for W, b in layers:
+            W = np.asarray(W, np.float64)
+            b = np.asarray(b, np.float64).reshape(-1)
+            k = W.shape[0]
+            z = np.asarray(matmul(h, W), np.float64) + b
+            scale = mm_scale(h, W, matmul) + finite_abs(b)
+            e_z = np.asarray(matmul(e, finite_abs(W)), np.float64) + sum_bound(k + 1, scale, dtype)
+            h = np.asarray(sigmoid(z), np.float64)
+            e = np.where(np.isfinite(z), e_z / 4 + SIGMOID_ULP * eps * np.abs(h), 0.0)
+            overflow |= (scale > float(np.finfo(dtype).max)).any(axis=1)
+    return e, np.where(overflow[:, None], np.inf, 0.0) + np.zeros(h.shape)
+
+
+def op_tolerance(op, args, matmul, sigmoid):
+    """The :func:`compare` keywords (``ulp=`` or ``bound=`` and ``scale=``) for numnet op
+    ``op`` ("sigmoid", "dot", "mm", "neuron", "linear", "forward") called with ``args``.
+
+    matmul, sigmoid: trusted float64 references for the scales (see mm_scale).
+    """
+    if op == "sigmoid":
+        return {"ulp": SIGMOID_ULP, "atol": float(np.finfo(np.asarray(args[0]).dtype).tiny)}
+    if op == "forward":
+        x, layers = args
+        bound, scale = forward_bound(x, layers, np.asarray(x).dtype, matmul, sigmoid)
+        return {"bound": bound, "scale": scale}
+    dtype = np.asarray(args[0]).dtype
+    if op == "mm":
+        a, b = args
+        return {"bound": sum_bound(np.shape(a)[1], s := mm_scale(a, b, matmul), dtype), "scale": s}
+    if op == "linear":
+        x, W, b = args
+        scale = mm_scale(x, W, matmul) + finite_abs(b).reshape(-1)
+        return {"bound": sum_bound(np.shape(W)[0] + 1, scale, dtype), "scale": scale}
+    a, b = args[0], args[1]
+    row, column = np.reshape(a, (1, -1)), np.reshape(b, (-1, 1))
+    scale = mm_scale(row, column, matmul).reshape(())
+    if op == "dot":
+        return {"bound": sum_bound(row.shape[1], scale, dtype), "scale": scale}
+    if op == "neuron":  # sigma(sum + b): the sum's bound through sigma's slope (<= 1/4)
+        bias = np.asarray(args[2], np.float64)
+        with np.errstate(all="ignore"):
+            value = np.asarray(sigmoid(np.asarray(matmul(row, column)).reshape(()) + bias), np.float64)
+        scale = scale + finite_abs(bias)
+        eps = float(np.finfo(dtype).eps)
+        bound = sum_bound(row.shape[1] + 1, scale, dtype) / 4 + SIGMOID_ULP * eps * np.abs(value)
+        return {"bound": bound, "scale": scale}
+    raise ValueError(f"op_tolerance: unknown op {op!r}")
 
 
 def ulp_distance(a, b):
@@ -103,12 +189,13 @@ class Report:
         return text
 
 
-def compare(actual, expected, *, ulp=None, bound=None, scale=None, name="result"):
+def compare(actual, expected, *, ulp=None, atol=0.0, bound=None, scale=None, name="result"):
     """Compare ``actual`` with ``expected`` (same shape and dtype) elementwise.
 
-    Give exactly one tolerance: ``ulp`` (an ULP count) or ``bound`` (absolute, per
-    element or scalar, e.g. from :func:`sum_bound`). ``scale`` (sum |terms| per
-    element) marks elements whose sum may overflow as order-dependent.
+    Give exactly one tolerance: ``ulp`` (an ULP count; with ``atol``, an element also
+    passes when it is within atol absolutely) or ``bound`` (absolute, per element or
+    scalar, e.g. from :func:`sum_bound`). ``scale`` (sum |terms| per element) marks
+    elements whose sum may overflow as order-dependent.
     """
     actual = np.asarray(actual)
     expected = np.asarray(expected)
@@ -130,9 +217,9 @@ def compare(actual, expected, *, ulp=None, bound=None, scale=None, name="result"
     err = np.where(same_special, 0.0, err)
     ulps = np.where(same_special, 0, ulp_distance(actual, expected))
     if ulp is not None:
-        bad = ulps > ulp
+        bad = (ulps > ulp) & ~(err <= atol)
         allowed = np.zeros(actual.shape) + float("nan")
-        tolerance = f"{ulp} ULP"
+        tolerance = f"{ulp} ULP" + (f" or {atol:.3g} absolute" if atol else "")
     else:
         allowed = np.broadcast_to(np.asarray(bound, np.float64), actual.shape)
         bad = ~(err <= allowed) & ~same_special

@@ -7,6 +7,9 @@ import math
 
 import numpy as np
 
+from numnet import testing
+from numnet.testing import finite_abs, mm_scale
+
 
 def sigmoid_ref(x):
     """1 / (1 + e^-x) in float64, elementwise, computed the stable way for each sign."""
@@ -23,26 +26,24 @@ def sigmoid_ref(x):
     return out
 
 
-def mm_ref(a, b):
-    """(n, k) @ (k, m) with a Python triple loop in float64; returns (value, scale)."""
+def matmul_loop(a, b):
+    """(n, k) @ (k, m) in float64 by a Python triple loop, p in order."""
     a = np.asarray(a, np.float64)
     b = np.asarray(b, np.float64)
     n, k = a.shape
     m = b.shape[1]
-    value = np.zeros((n, m))
-    scale = np.zeros((n, m))
+    out = np.zeros((n, m))
     with np.errstate(all="ignore"):
         for i in range(n):
             for j in range(m):
                 for p in range(k):
-                    term = a[i, p] * b[p, j]
-                    value[i, j] += term
-                    # Infinite and NaN factors make the result non-finite in every
-                    # order; only products of finite factors can overflow (scale > max
-                    # marks that) or round differently.
-                    if math.isfinite(a[i, p]) and math.isfinite(b[p, j]):
-                        scale[i, j] += abs(term)
-    return value, scale
+                    out[i, j] += a[i, p] * b[p, j]
+    return out
+
+
+def mm_ref(a, b):
+    """a @ b in float64; returns (value, scale), scale = sum |a_ip b_pj| (numnet.testing)."""
+    return matmul_loop(a, b), mm_scale(a, b, matmul_loop)
 
 
 def dot_ref(a, b):
@@ -56,7 +57,7 @@ def linear_ref(x, W, b):
     value, scale = mm_ref(x, W)
     row = np.asarray(b, np.float64).reshape(-1)
     with np.errstate(all="ignore"):
-        return value + row, scale + np.where(np.isfinite(row), np.abs(row), 0.0)
+        return value + row, scale + finite_abs(row)
 
 
 def neuron_ref(x, w, b):
@@ -64,7 +65,7 @@ def neuron_ref(x, w, b):
     s, scale = dot_ref(x, w)
     b = np.asarray(b, np.float64)
     with np.errstate(all="ignore"):
-        return sigmoid_ref(s + b), scale + np.where(np.isfinite(b), np.abs(b), 0.0)
+        return sigmoid_ref(s + b), scale + finite_abs(b)
 
 
 def forward_ref(x, layers):
@@ -75,31 +76,9 @@ def forward_ref(x, layers):
     return h
 
 
-def forward_bound(x, layers, dtype):
-    """How far two float ``dtype`` evaluations of forward(x, layers) may differ.
-
-    Returns (bound, scale) for numnet.testing.compare. Layer by layer, with e the bound
-    on the inputs' difference: the pre-activations differ by at most
-    sum_p e_p |W_pj| + sum_bound(k + 1, scale); sigmoid has slope at most 1/4 and each
-    side rounds it within SIGMOID_ULP/2 ULP. Where a sum could overflow, the whole row
-    downstream is order-dependent: its scale is inf.
-    """
-    from numnet.testing import SIGMOID_ULP, sum_bound
-
-    h = np.asarray(x, np.float64)
-    e = np.zeros(h.shape)
-    overflow = np.zeros(h.shape[0], bool)
-    eps = float(np.finfo(dtype).eps)
-    for W, b in layers:
-        z, scale = linear_ref(h, W, b)
-        k = np.asarray(W).shape[0]
-        absW = np.where(np.isfinite(W), np.abs(np.asarray(W, np.float64)), 0.0)
-        e_z = mm_ref(e, absW)[0] + sum_bound(k + 1, scale, dtype)
-        h = sigmoid_ref(z)
-        e = np.where(np.isfinite(z), e_z / 4 + SIGMOID_ULP * eps * np.abs(h), 0.0)
-        overflow |= (scale > float(np.finfo(dtype).max)).any(axis=1)
-    out_scale = np.where(overflow[:, None], np.inf, 0.0) + np.zeros(h.shape)
-    return e, out_scale
+def tolerance(op, *args):
+    """numnet.testing.op_tolerance with these references."""
+    return testing.op_tolerance(op, args, matmul=matmul_loop, sigmoid=sigmoid_ref)
 
 
 def rounded(value, dtype):

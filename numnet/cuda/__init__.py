@@ -1,0 +1,32 @@
+"""numnet's ops on CUDA GPUs: the twins of ``numnet.sigmoid``, ``numnet.mm``, ...
+
+Same names, signatures, checks and errors as the CPU ops; numpy in gives numpy out, GPU
+arrays in (numba, CuPy, torch CUDA) give a numba device array out, without copies.
+Without a GPU, set NUMBA_ENABLE_CUDASIM=1 before importing numba or numnet to run the
+kernels in Numba's CUDA simulator. Importing this package never needs a GPU.
+"""
+from numnet.cuda.ops import (
+    CudaUnavailableError,
+    dot,
+    forward,
+    is_available,
+    linear,
+    mm,
+    neuron,
+    on_simulator,
+    sigmoid,
+    unavailable_message,
+)
+
+__all__ = [
+    "sigmoid",
+    "dot",
+    "mm",
+    "neuron",
+    "linear",
+    "forward",
+    "is_available",
+    "on_simulator",
+    "unavailable_message",
+    "CudaUnavailableError",
+]

@@ -11,9 +11,11 @@ both the accumulators (``x.dtype.type(0)``) and the shared-memory tiles
 (``cuda.shared.array(..., dtype=x.dtype)``) take their dtype from the arguments. A bare
 ``0.`` would be float64 on a GPU and turn float32 sums into float64 ones.
 
-Sums are not always left to right, as on the CPU: ``dot`` adds in a tree (the same tree
-on every run, so the same bits), and a real GPU fuses ``acc += a * b`` into one
-multiply-add. Results agree with the CPU ops to rounding, not bit for bit.
+The order of the sums: mm, linear and forward add p = 0, 1, ..., k-1 in order, as the
+CPU kernels do, but a real GPU fuses ``acc += a * b`` into one multiply-add (one rounding
+where the CPU makes two); dot adds in a tree, the same tree on every run, so the same
+bits. Results agree with the CPU ops within rounding (numnet.testing's bounds), not bit
+for bit. (The simulator has no fused multiply-add: there mm matches the CPU bit for bit.)
 """
 import math
 
