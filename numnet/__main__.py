@@ -3,6 +3,8 @@
     numnet                         the notebook, cell by cell (same as `numnet walkthrough`)
     numnet walkthrough [--device cpu|cuda]
     numnet parity [--device cpu|cuda|all] [--seed N]     needs torch
+    numnet bench [--quick] [--plot FILE.png] [--json FILE] needs torch
+    numnet train [--data digits|mnist] [--plot FILE.png]
 
 Only argparse is imported up front, so ``numnet --help`` answers at once; each command
 imports what it needs.
@@ -35,6 +37,34 @@ def build_parser():
     parity.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                         help="which path to check; 'all' runs every path that can run here (default)")
     parity.add_argument("--seed", type=int, default=0, help="seed of the random cases (default: 0)")
+
+    # -- bench (numnet/bench.py) --
+    bench = commands.add_parser(
+        "bench",
+        help="numnet against numpy and torch, op by op, as speed ratios (needs torch)",
+        description="Time every op of numnet against numpy and torch on the CPU (and "
+        "numnet.cuda against torch on a GPU when one is present) over a range of sizes: "
+        "median of interleaved repeats in one process, after warm-up and compilation.",
+    )
+    bench.add_argument("--quick", action="store_true", help="a few small sizes, a few seconds (for CI)")
+    bench.add_argument("--plot", metavar="FILE.png", help="also draw a chart (needs matplotlib)")
+    bench.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    bench.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
+                       help="which path to time; 'all' times every path that can run here (default)")
+    # -- end bench --
+
+    # -- train (numnet/train.py) --
+    train = commands.add_parser(
+        "train",
+        help="train a classifier on handwritten digits with numnet's own backward pass",
+        description="Train a small network with numnet.loss_and_grads and numnet.SGD on the "
+        "8x8 digits bundled with scikit-learn (or MNIST IDX files you already have), "
+        "with a held-out test split.",
+    )
+    train.add_argument("--data", choices=["digits", "mnist"], default="digits")
+    train.add_argument("--path", metavar="DIR", help="folder with the MNIST IDX files (--data mnist)")
+    train.add_argument("--plot", metavar="FILE.png", help="also draw the loss and accuracy curves")
+    # -- end train --
     return parser
 
 
@@ -49,6 +79,14 @@ def main(argv=None):
         from numnet.parity import run
 
         return run(device=args.device, seed=args.seed)
+    if args.command == "bench":
+        from numnet.bench import main as bench_main
+
+        return bench_main(args)
+    if args.command == "train":
+        from numnet.train import main as train_main
+
+        return train_main(args)
     return 2
 
 

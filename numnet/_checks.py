@@ -115,6 +115,19 @@ def check_neuron_bias(op, b):
         )
 
 
+# Activations by name; a kernel gets the position in this tuple (numnet.kernels.SIGMOID, ...).
+ACTIVATIONS = ("sigmoid", "relu", "tanh", "none")
+
+
+def activation_code(op, name, value):
+    """The kernels' number for the activation called ``value`` (keyword ``name``)."""
+    try:
+        return ACTIVATIONS.index(value)
+    except ValueError:
+        choices = ", ".join(repr(a) for a in ACTIVATIONS)
+        raise ValueError(f"{op}: {name}={value!r} is not an activation; choose one of {choices}") from None
+
+
 def check_layers(op, x, layers):
     """x: (n, k0); layers: (W1, b1), (W2, b2), ... with W_i: (k_{i-1}, k_i) and b_i fitting k_i."""
     check_ndim(op, "x", x, 2)

@@ -24,6 +24,26 @@ def sigma(v, one):
     return one / (one + np.exp(-v))
 
 
+# The activations, numbered as numnet._checks.ACTIVATIONS names them.
+SIGMOID, RELU, TANH, IDENTITY = 0, 1, 2, 3
+
+
+@jit
+def activate(v, act, one):
+    """f(v) for activation number ``act``: sigma(v), relu(v) = max(v, 0), tanh(v) or v.
+
+    relu keeps NaN and -0.0 as torch.relu does (only v < 0 becomes 0).
+    """
+    if act == SIGMOID:
+        return sigma(v, one)
+    if act == RELU:
+        zero = one - one
+        return zero if v < zero else v
+    if act == TANH:
+        return np.tanh(v)
+    return v
+
+
 @jit
 def sigmoid_kernel(x, out):
     """out[i] = sigma(x[i]) over flat arrays."""
@@ -69,19 +89,6 @@ def mm_kernel(a, b, out):
                 out[i, j] += a_ip * b[p, j]
 
 
-@jit
-def linear_kernel(x, W, bias, out):
-    """out = x @ W + bias.  x: (n, k) @ W: (k, m) + bias: (m,) -> out: (n, m).
-
-    The bias is added after the sum, as torch.addmm does.
-    """
-    mm_kernel(x, W, out)
-    n, m = out.shape
-    for i in range(n):
-        for j in range(m):
-            out[i, j] += bias[j]
-
-
 def bias_row(b):
     """The bias as a row of m values, whether it came as (m,) or (1, m)."""
 
@@ -94,10 +101,11 @@ def _bias_row(b):
 
 
 @jit
-def sigmoid_linear_kernel(x, W, bias, out):
-    """out = sigma(x @ W + bias): one layer of the network, activation fused in.
+def linear_act_kernel(x, W, bias, out, act):
+    """out = f(x @ W + bias): one layer, bias and activation fused in; f numbered ``act``.
 
-    x: (n, k) @ W: (k, m) + bias: (m,) or (1, m) -> out: (n, m).
+    x: (n, k) @ W: (k, m) + bias: (m,) or (1, m) -> out: (n, m). The bias is added after
+    the sum, as torch.addmm does; act = IDENTITY makes this numnet.linear.
     """
     mm_kernel(x, W, out)
     row = bias_row(bias)
@@ -105,12 +113,13 @@ def sigmoid_linear_kernel(x, W, bias, out):
     n, m = out.shape
     for i in range(n):
         for j in range(m):
-            out[i, j] = sigma(out[i, j] + row[j], one)
+            out[i, j] = activate(out[i, j] + row[j], act, one)
 
 
 @jit
-def forward_kernel(x, layers, out):
-    """h_0 = x; h_i = sigma(h_{i-1} @ W_i + b_i); out = h_L.
+def forward_kernel(x, layers, out, hidden, output):
+    """h_0 = x; h_i = f(h_{i-1} @ W_i + b_i); out = h_L, with f the activation ``hidden``
+    for every layer but the last, which uses ``output``.
 
     layers: a tuple of (W_i: (k_{i-1}, k_i), b_i: (k_i,) or (1, k_i)) pairs; out: (n, k_L).
     The whole network runs in this one compiled call. literal_unroll lets each layer
@@ -124,8 +133,8 @@ def forward_kernel(x, layers, out):
         b = layer[1]
         i += 1
         if i == depth:
-            sigmoid_linear_kernel(h, W, b, out)
+            linear_act_kernel(h, W, b, out, output)
         else:
             h_next = np.empty((x.shape[0], W.shape[1]), dtype=out.dtype)  # (n, k_i)
-            sigmoid_linear_kernel(h, W, b, h_next)
+            linear_act_kernel(h, W, b, h_next, hidden)
             h = h_next

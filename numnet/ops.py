@@ -97,36 +97,45 @@ def linear(x, W, b):
     C.check_matmul(op, x, W, names=("x", "W"))
     C.check_bias(op, b, W.shape[1])
     out = np.empty((x.shape[0], W.shape[1]), dtype)
-    K.linear_kernel(x, W, b.reshape(-1), out)
+    K.linear_act_kernel(x, W, b, out, K.IDENTITY)
     return out
 
 
 @jit
-def _forward_if_fit(x, layers, out):
+def _forward_if_fit(x, layers, out, hidden, output):
     """One compiled call for the hot path: screen the shapes and dtypes, then compute."""
     if not C.layers_fit(x, layers, out):
         return False
-    K.forward_kernel(x, layers, out)
+    K.forward_kernel(x, layers, out, hidden, output)
     return True
 
 
-def forward(x, layers):
-    """sigma(... sigma(sigma(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), in one compiled call.
+_SIGMOID = C.ACTIVATIONS.index("sigmoid")
+
+
+def forward(x, layers, hidden="sigmoid", output="sigmoid"):
+    """f_out(... f(f(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), in one compiled call.
 
     layers: a sequence of (W, b) pairs, W: (n_in, n_out), b: (n_out,) or (1, n_out).
-    x: (batch, n_in). The notebook's two-layer network is
-    ``forward(features, [(W1, B1), (W2, B2)])``.
+    x: (batch, n_in). hidden, output: the activation after every hidden layer and after
+    the last one: "sigmoid" (the default, the notebook's), "relu", "tanh" or "none".
+    The notebook's two-layer network is ``forward(features, [(W1, B1), (W2, B2)])``.
     """
+    op = "numnet.forward"
+    if hidden == "sigmoid" and output == "sigmoid":
+        hidden_code = output_code = _SIGMOID
+    else:
+        hidden_code = C.activation_code(op, "hidden", hidden)
+        output_code = C.activation_code(op, "output", output)
     # Fast path: numpy arrays that fit, checked in compiled code (see layers_fit).
     if type(x) is np.ndarray:
         try:
             pairs = tuple(map(tuple, layers))
             out = np.empty((x.shape[0], pairs[-1][0].shape[1]), x.dtype)
-            if _forward_if_fit(x, pairs, out):
+            if _forward_if_fit(x, pairs, out, hidden_code, output_code):
                 return out
         except Exception:
             pass  # anything unusual: the checks below name it, or convert it
-    op = "numnet.forward"
     pairs = C.unpack_layers(op, layers)
     x = C.as_host_array(op, "x", x)
     pairs = tuple(
@@ -136,6 +145,6 @@ def forward(x, layers):
     C.check_dtype(op, x, *(a for pair in pairs for a in pair))
     C.check_layers(op, x, pairs)
     out = np.empty((x.shape[0], pairs[-1][0].shape[1]), x.dtype)
-    if not _forward_if_fit(x, pairs, out):
+    if not _forward_if_fit(x, pairs, out, hidden_code, output_code):
         raise AssertionError(f"{op}: the compiled screen refused input the checks accepted")
     return out

@@ -188,13 +188,14 @@ def run(device="all", seed=0, console=None):
     """Print the table; return the exit code (0: every row passed, 1: some failed)."""
     try:
         import torch
-    except ImportError:
-        print("numnet parity needs torch: pip install 'numnet[test]' (or pip install torch==2.13.0)")
+        from rich import box
+        from rich.console import Console
+        from rich.progress import track
+        from rich.table import Table
+    except ImportError as exc:
+        needs = "torch" if exc.name == "torch" else exc.name
+        print(f"numnet parity needs {needs}: pip install 'numnet[test]' (or pip install torch==2.13.0 rich)")
         return 2
-    from rich import box
-    from rich.console import Console
-    from rich.progress import track
-    from rich.table import Table
 
     console = console or Console(width=None if Console().is_terminal else 110)
     rng = np.random.default_rng(seed)

@@ -62,7 +62,7 @@ def test_parity_without_torch_says_how_to_install_it():
     code = "import sys; sys.modules['torch'] = None; from numnet.__main__ import main; sys.exit(main(['parity']))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2
-    assert done.stdout.strip() == "numnet parity needs torch: pip install 'numnet[test]' (or pip install torch==2.13.0)"
+    assert done.stdout.strip() == "numnet parity needs torch: pip install 'numnet[test]' (or pip install torch==2.13.0 rich)"
 
 
 def test_console_script_runs():

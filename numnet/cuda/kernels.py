@@ -34,6 +34,10 @@ SIMULATED = cuda.jit.__module__.startswith("numba.cuda.simulator")
 # as Python's: in float64, and raising OverflowError where a GPU returns inf, so
 # sigma(-1000) would fail; np.exp keeps float32 and returns inf, as the GPU does.
 exp = np.exp if SIMULATED else math.exp
+tanh = np.tanh if SIMULATED else math.tanh
+
+# The activations, numbered as numnet._checks.ACTIVATIONS names them (as numnet.kernels).
+SIGMOID, RELU, TANH, IDENTITY = 0, 1, 2, 3
 
 
 @cuda.jit(device=True)
@@ -44,6 +48,22 @@ def sigma(v, one):
     is exactly 0; it underflows to 0 for v >> 0 and the result is 1; NaN stays NaN.
     """
     return one / (one + exp(-v))
+
+
+@cuda.jit(device=True)
+def activate(v, act, one):
+    """f(v) for activation number ``act``: sigma(v), relu(v) = max(v, 0), tanh(v) or v.
+
+    relu keeps NaN and -0.0 as torch.relu does (only v < 0 becomes 0).
+    """
+    if act == SIGMOID:
+        return sigma(v, one)
+    if act == RELU:
+        zero = one - one
+        return zero if v < zero else v
+    if act == TANH:
+        return tanh(v)
+    return v
 
 
 @cuda.jit
@@ -156,24 +176,14 @@ def mm_kernel(a, b, out):
 
 
 @cuda.jit
-def linear_kernel(x, W, bias, out):
-    """out = x @ W + bias.  x: (n, k) @ W: (k, m) + bias: (m,) -> out: (n, m).
+def linear_act_kernel(x, W, bias, out, act):
+    """out = f(x @ W + bias): one layer, bias and activation fused into the epilogue while
+    out[i, j] is still in a register; f numbered ``act`` (IDENTITY makes numnet.cuda.linear).
 
-    The bias is added after the sum, as torch.addmm does, while out[i, j] is still in a register.
+    x: (n, k) @ W: (k, m) + bias: (m,) -> out: (n, m). The bias is added after the sum,
+    as torch.addmm does.
     """
     j, i = cuda.grid(2)
     acc = tiled_dot(x, W, i, j)
     if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = acc + bias[j]
-
-
-@cuda.jit
-def sigmoid_linear_kernel(x, W, bias, out):
-    """out = sigma(x @ W + bias): one layer of the network, bias and activation fused in.
-
-    x: (n, k) @ W: (k, m) + bias: (m,) -> out: (n, m).
-    """
-    j, i = cuda.grid(2)
-    acc = tiled_dot(x, W, i, j)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = sigma(acc + bias[j], out.dtype.type(1))
+        out[i, j] = activate(acc + bias[j], act, out.dtype.type(1))

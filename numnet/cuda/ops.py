@@ -263,19 +263,22 @@ def linear(x, W, b):
     C.check_bias(op, b, W.shape[1])
     out = cuda.device_array((x.shape[0], W.shape[1]), dtype)
     if out.size:
-        launch(K.linear_kernel, launch_shape(*out.shape))(_gpu(x), _gpu(W), _bias_row(b), out)
+        launch(K.linear_act_kernel, launch_shape(*out.shape))(_gpu(x), _gpu(W), _bias_row(b), out, K.IDENTITY)
     return _result(out, _on_gpu(x, W, b))
 
 
-def forward(x, layers):
-    """sigma(... sigma(sigma(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), one kernel per layer.
+def forward(x, layers, hidden="sigmoid", output="sigmoid"):
+    """f_out(... f(f(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), one kernel per layer.
 
     layers: a sequence of (W, b) pairs, W: (n_in, n_out), b: (n_out,) or (1, n_out).
-    x: (batch, n_in). Every layer's output stays on the GPU as the next layer's input;
-    only the last one comes back, and only when the inputs came from the host.
+    x: (batch, n_in). hidden, output: the activations, as for numnet.forward. Every
+    layer's output stays on the GPU as the next layer's input; only the last one comes
+    back, and only when the inputs came from the host.
     """
     op = "numnet.cuda.forward"
     _require_gpu(op)
+    hidden = C.activation_code(op, "hidden", hidden)
+    output = C.activation_code(op, "output", output)
     pairs = C.unpack_layers(op, layers)
     x = _read(op, "x", x)
     pairs = [
@@ -286,9 +289,10 @@ def forward(x, layers):
     dtype = C.check_dtype(op, *arrays)
     C.check_layers(op, x, pairs)
     h = _gpu(x)
-    for W, b in pairs:
+    for i, (W, b) in enumerate(pairs, start=1):
         out = cuda.device_array((x.shape[0], W.shape[1]), dtype)  # (n, k_i)
+        act = output if i == len(pairs) else hidden
         if out.size:
-            launch(K.sigmoid_linear_kernel, launch_shape(*out.shape))(h, _gpu(W), _bias_row(b), out)
+            launch(K.linear_act_kernel, launch_shape(*out.shape))(h, _gpu(W), _bias_row(b), out, act)
         h = out
     return _result(h, _on_gpu(*arrays))
