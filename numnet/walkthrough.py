@@ -19,6 +19,8 @@ def load_ops(device):
         return numnet
     from numnet import cuda
 
+    if not cuda.is_available():
+        raise SystemExit(f"numnet walkthrough --device cuda: {cuda.unavailable_message()}")
     return cuda
 
 

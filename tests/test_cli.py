@@ -1,5 +1,6 @@
 """The numnet command without torch: help, the walk-through, and parity's message when
 torch is missing."""
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,11 @@ def test_console_script_runs():
     done = subprocess.run([sys.executable, "-m", "numnet", "walkthrough"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
     assert "tensor([[0.3171]])" in done.stdout
+
+
+def test_walkthrough_on_cuda_without_a_gpu_says_how_to_use_the_simulator():
+    env = {"NUMBA_ENABLE_CUDASIM": "0", "NUMBA_DISABLE_CUDA": "1"}
+    done = subprocess.run([sys.executable, "-m", "numnet", "walkthrough", "--device", "cuda"],
+                          capture_output=True, text=True, env={**os.environ, **env})
+    assert done.returncode == 1
+    assert "NUMBA_ENABLE_CUDASIM=1" in done.stderr and "Traceback" not in done.stderr
