@@ -54,6 +54,26 @@ def build_parser():
     # -- end bench --
 
     # -- train (numnet/train.py) --
+    def _positive(text):
+        if not text.isdigit() or int(text) < 1:
+            raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
+        return int(text)
+
+    def _rate(text):
+        try:
+            value = float(text)
+        except ValueError:
+            value = -1.0
+        if not 0 <= value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected a finite number >= 0, got {text!r}")
+        return value
+
+    def _widths(text):
+        parts = text.split(",") if text else []
+        if not all(p.strip().isdigit() and int(p) >= 1 for p in parts):
+            raise argparse.ArgumentTypeError(f"expected widths like 64 or 128,64, got {text!r}")
+        return [int(p) for p in parts]
+
     train = commands.add_parser(
         "train",
         help="train a classifier on handwritten digits with numnet's own backward pass",
@@ -61,9 +81,23 @@ def build_parser():
         "8x8 digits bundled with scikit-learn (or MNIST IDX files you already have), "
         "with a held-out test split.",
     )
-    train.add_argument("--data", choices=["digits", "mnist"], default="digits")
+    train.add_argument("--data", choices=["digits", "mnist"], default="digits",
+                       help="digits: scikit-learn's 1797 8x8 images, 20%% held out (default); "
+                       "mnist: the four IDX files in --path")
     train.add_argument("--path", metavar="DIR", help="folder with the MNIST IDX files (--data mnist)")
     train.add_argument("--plot", metavar="FILE.png", help="also draw the loss and accuracy curves")
+    train.add_argument("--epochs", type=_positive, default=20, help="passes over the training set (default: 20)")
+    train.add_argument("--batch-size", type=_positive, default=64, help="images per SGD step (default: 64)")
+    train.add_argument("--lr", type=_rate, default=0.1, help="learning rate (default: 0.1)")
+    train.add_argument("--momentum", type=_rate, default=0.9, help="SGD momentum, torch's convention (default: 0.9)")
+    train.add_argument("--hidden", type=_widths, default=[64], metavar="N[,N...]",
+                       help="widths of the hidden layers (default: 64)")
+    train.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu",
+                       help="activation of the hidden layers (default: relu)")
+    train.add_argument("--seed", type=int, default=0,
+                       help="seeds the weights (numnet.manual_seed), the split and the batches (default: 0)")
+    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
+                       help="numnet's CPU kernels or numnet.cuda (default: cpu)")
     # -- end train --
     return parser
 

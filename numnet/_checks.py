@@ -45,7 +45,7 @@ def as_host_array(op, name, x):
         on_gpu = True
     if on_gpu:
         raise TypeError(
-            f"{op}: {name} is a GPU array ({type(x).__name__}); use numnet.cuda.{op.rsplit('.', 1)[-1]} "
+            f"{op}: {name} is a GPU array ({type(x).__name__}); use numnet.cuda.{op.split('.', 1)[-1]} "
             "for GPU arrays, or copy it to the host first"
         )
     try:
@@ -207,3 +207,115 @@ def layers_fit(x, layers, out):
         fit = fit and W.shape[0] == width and _bias_width(b) == W.shape[1]
         width = W.shape[1]
     return fit and out.shape[1] == width
+
+
+# -- Losses, targets and optimiser settings (numnet.backward, numnet.cuda.backward) ----------
+
+# Losses by name; the kernels get the position in this tuple.
+LOSSES = ("mse", "cross_entropy")
+
+
+def loss_code(op, value):
+    """The kernels' number for the loss called ``value``."""
+    try:
+        return LOSSES.index(value)
+    except ValueError:
+        choices = ", ".join(repr(a) for a in LOSSES)
+        raise ValueError(f"{op}: loss={value!r} is not a loss; choose one of {choices}") from None
+
+
+def check_mse_target(op, target, shape, dtype):
+    """mse compares the network's output with a target of the same shape and dtype."""
+    if tuple(target.shape) != tuple(shape):
+        raise ShapeError(
+            f"{op}: mse target of shape {tuple(target.shape)} does not match the output's shape "
+            f"{tuple(shape)}: they must be equal (numnet does not broadcast a target)"
+        )
+    if target.dtype != dtype:
+        raise DTypeError(
+            f"{op}: mse target is {target.dtype}, the network computes in {dtype}: "
+            "they must be the same (numnet does not promote); convert one with .astype()"
+        )
+
+
+def check_class_target(op, target, batch, n_classes):
+    """cross_entropy's target: integer class indices of shape (batch,), each in [0, n_classes).
+
+    Any integer dtype is accepted (torch wants int64 or uint8). Returns the indices as a
+    new int64 array, so the kernels compile once whatever integer type came in. Values
+    are read on the host: a GPU target is copied over for this check.
+    """
+    if target.dtype.kind not in "iu":
+        hint = "; class probabilities are not supported, use one-hot targets with loss='mse'" \
+            if target.dtype.kind == "f" else ""
+        raise DTypeError(
+            f"{op}: cross_entropy target must be integer class indices, got {target.dtype}{hint}"
+        )
+    if target.ndim != 1:
+        raise ShapeError(
+            f"{op}: cross_entropy target must be 1-D, one class index per row of x, "
+            f"got shape {tuple(target.shape)}"
+        )
+    if target.shape[0] != batch:
+        raise ShapeError(
+            f"{op}: cross_entropy target of shape {tuple(target.shape)} does not match the batch: "
+            f"x has {batch} rows, so target must have shape ({batch},)"
+        )
+    if batch:
+        low, high = target.min(), target.max()
+        if low < 0 or high >= n_classes:
+            bad = low if low < 0 else high
+            at = int((target == bad).argmax())
+            raise IndexError(
+                f"{op}: target {int(bad)} at position {at} is out of range for {n_classes} classes: "
+                f"class indices must be in [0, {n_classes})"
+            )
+    return target.astype(np.int64)
+
+
+def check_sgd_settings(op, lr, momentum):
+    """lr >= 0 and momentum >= 0, finite numbers (torch.optim.SGD's rules)."""
+    for name, value in (("lr", lr), ("momentum", momentum)):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise TypeError(f"{op}: {name} must be a number, got {type(value).__name__}") from None
+        if not np.isfinite(number) or number < 0:
+            raise ValueError(f"{op}: invalid {name} {value!r}: it must be a finite number >= 0")
+    return float(lr), float(momentum)
+
+
+def check_params(op, pairs, on_device=lambda a: False):
+    """The arrays an optimiser updates in place: writeable numpy arrays (or, for
+    numnet.cuda, arrays for which ``on_device`` says True), all of one float dtype."""
+    arrays = []
+    for i, (W, b) in enumerate(pairs, start=1):
+        for name, a in ((f"layer {i} W", W), (f"layer {i} bias", b)):
+            if not on_device(a):
+                if type(a) is not np.ndarray:
+                    raise TypeError(
+                        f"{op}: {name} must be a numpy array, since it is updated in place; got {type(a).__name__}"
+                    )
+                if not a.flags.writeable:
+                    raise ValueError(f"{op}: {name} is read-only; it is updated in place, so it must be writeable")
+            arrays.append(a)
+    check_dtype(op, *arrays)
+
+
+def check_grads(op, pairs, grads):
+    """grads as loss_and_grads returns them: one (dW, db) per layer, shaped and typed like it."""
+    grads = unpack_layers(op, grads)
+    if len(grads) != len(pairs):
+        raise ValueError(f"{op}: got gradients for {len(grads)} layers, the optimiser has {len(pairs)}")
+    for i, ((W, b), (dW, db)) in enumerate(zip(pairs, grads), start=1):
+        for name, p, g in ((f"layer {i} W", W, dW), (f"layer {i} bias", b, db)):
+            if tuple(g.shape) != tuple(p.shape):
+                raise ShapeError(
+                    f"{op}: the gradient of {name} has shape {tuple(g.shape)}, the parameter {tuple(p.shape)}: "
+                    "they must be equal"
+                )
+            if g.dtype != p.dtype:
+                raise DTypeError(
+                    f"{op}: the gradient of {name} is {g.dtype}, the parameter {p.dtype}: they must be the same"
+                )
+    return grads

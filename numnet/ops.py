@@ -18,11 +18,12 @@ def sigmoid(x):
     >>> numnet.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))
     array([0. , 0.5, 1. ], dtype=float32)
     """
-    op = "numnet.sigmoid"
-    x = C.as_host_array(op, "x", x)
-    C.check_dtype(op, x)
+    if type(x) is not np.ndarray or x.dtype not in C.FLOAT_DTYPES:
+        x = C.as_host_array("numnet.sigmoid", "x", x)
+        C.check_dtype("numnet.sigmoid", x)
     out = np.empty(x.shape, x.dtype)
-    K.sigmoid_kernel(np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
+    K.sigmoid_kernel(x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1),
+                     out.reshape(-1))
     return out
 
 
@@ -53,11 +54,15 @@ def mm(a, b):
     (2, 4)
     """
     op = "numnet.mm"
-    a = C.as_host_array(op, "mat1", a)
-    b = C.as_host_array(op, "mat2", b)
-    dtype = C.check_dtype(op, a, b)
-    C.check_matmul(op, a, b)
-    out = np.empty((a.shape[0], b.shape[1]), dtype)
+    # The checks below in full, when the inputs are not plainly two numpy float matrices
+    # of one dtype that fit: a notebook-sized product costs less than the checks would.
+    if not (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is b.dtype
+            and a.dtype in C.FLOAT_DTYPES and a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]):
+        a = C.as_host_array(op, "mat1", a)
+        b = C.as_host_array(op, "mat2", b)
+        C.check_dtype(op, a, b)
+        C.check_matmul(op, a, b)
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     K.mm_kernel(a, b, out)
     return out
 
@@ -90,24 +95,53 @@ def linear(x, W, b):
     The notebook's ``torch.mm(features, W1) + B1``.
     """
     op = "numnet.linear"
-    x = C.as_host_array(op, "x", x)
-    W = C.as_host_array(op, "W", W)
-    b = C.as_host_array(op, "b", b)
-    dtype = C.check_dtype(op, x, W, b)
-    C.check_matmul(op, x, W, names=("x", "W"))
-    C.check_bias(op, b, W.shape[1])
-    out = np.empty((x.shape[0], W.shape[1]), dtype)
+    # As in mm: the full checks unless the inputs are plainly numpy arrays that fit.
+    if not (type(x) is np.ndarray and type(W) is np.ndarray and type(b) is np.ndarray
+            and x.dtype is W.dtype is b.dtype and x.dtype in C.FLOAT_DTYPES
+            and x.ndim == 2 and W.ndim == 2 and x.shape[1] == W.shape[0]
+            and b.shape[-1:] == W.shape[1:] and (b.ndim == 1 or b.shape == (1, W.shape[1]))):
+        x = C.as_host_array(op, "x", x)
+        W = C.as_host_array(op, "W", W)
+        b = C.as_host_array(op, "b", b)
+        C.check_dtype(op, x, W, b)
+        C.check_matmul(op, x, W, names=("x", "W"))
+        C.check_bias(op, b, W.shape[1])
+    out = np.empty((x.shape[0], W.shape[1]), x.dtype)
     K.linear_act_kernel(x, W, b, out, K.IDENTITY)
     return out
 
 
+# _forward_if_fit's answers.
+UNFIT, DONE, LARGE = 0, 1, 2
+
+
 @jit
 def _forward_if_fit(x, layers, out, hidden, output):
-    """One compiled call for the hot path: screen the shapes and dtypes, then compute."""
+    """One compiled call for the hot path: screen the shapes and dtypes, then compute.
+
+    Returns UNFIT when they do not fit (the Python checks then say why), DONE when the
+    network was small and ``out`` holds its output (forward_kernel), LARGE when a layer
+    is large enough for the blocked kernel: the caller then runs the layers one by one.
+    (Keeping the blocked kernel out of this function keeps it cheap to compile for each
+    new combination of layer types.)
+    """
     if not C.layers_fit(x, layers, out):
-        return False
+        return UNFIT
+    if not K.network_is_small(x, layers):
+        return LARGE
     K.forward_kernel(x, layers, out, hidden, output)
-    return True
+    return DONE
+
+
+def _forward_by_layers(x, pairs, out, hidden, output):
+    """A large network, one linear_act_kernel call per layer (each takes every core)."""
+    h = x
+    for i, (W, b) in enumerate(pairs, start=1):
+        last = i == len(pairs)
+        h_next = out if last else np.empty((x.shape[0], W.shape[1]), x.dtype)  # (n, k_i)
+        K.linear_act_kernel(h, W, b, h_next, output if last else hidden)
+        h = h_next
+    return out
 
 
 _SIGMOID = C.ACTIVATIONS.index("sigmoid")
@@ -120,22 +154,28 @@ def forward(x, layers, hidden="sigmoid", output="sigmoid"):
     x: (batch, n_in). hidden, output: the activation after every hidden layer and after
     the last one: "sigmoid" (the default, the notebook's), "relu", "tanh" or "none".
     The notebook's two-layer network is ``forward(features, [(W1, B1), (W2, B2)])``.
+    Large networks run layer by layer, each layer's product on every core.
     """
-    op = "numnet.forward"
     if hidden == "sigmoid" and output == "sigmoid":
         hidden_code = output_code = _SIGMOID
     else:
-        hidden_code = C.activation_code(op, "hidden", hidden)
-        output_code = C.activation_code(op, "output", output)
+        hidden_code = C.activation_code("numnet.forward", "hidden", hidden)
+        output_code = C.activation_code("numnet.forward", "output", output)
     # Fast path: numpy arrays that fit, checked in compiled code (see layers_fit).
     if type(x) is np.ndarray:
         try:
-            pairs = tuple(map(tuple, layers))
-            out = np.empty((x.shape[0], pairs[-1][0].shape[1]), x.dtype)
-            if _forward_if_fit(x, pairs, out, hidden_code, output_code):
-                return out
+            pairs = tuple(layers)  # numba types a tuple of (W, b) tuples, not a list
+            if type(pairs[0]) is not tuple or type(pairs[-1]) is not tuple:
+                pairs = tuple(map(tuple, pairs))
+            out = np.empty((len(x), pairs[-1][0].shape[1]), x.dtype)
+            done = _forward_if_fit(x, pairs, out, hidden_code, output_code)
         except Exception:
-            pass  # anything unusual: the checks below name it, or convert it
+            done = UNFIT  # anything unusual: the checks below name it, or convert it
+        if done == DONE:
+            return out
+        if done == LARGE:
+            return _forward_by_layers(x, pairs, out, hidden_code, output_code)
+    op = "numnet.forward"
     pairs = C.unpack_layers(op, layers)
     x = C.as_host_array(op, "x", x)
     pairs = tuple(
@@ -145,6 +185,9 @@ def forward(x, layers, hidden="sigmoid", output="sigmoid"):
     C.check_dtype(op, x, *(a for pair in pairs for a in pair))
     C.check_layers(op, x, pairs)
     out = np.empty((x.shape[0], pairs[-1][0].shape[1]), x.dtype)
-    if not _forward_if_fit(x, pairs, out, hidden_code, output_code):
+    done = _forward_if_fit(x, pairs, out, hidden_code, output_code)
+    if done == LARGE:
+        return _forward_by_layers(x, pairs, out, hidden_code, output_code)
+    if done != DONE:
         raise AssertionError(f"{op}: the compiled screen refused input the checks accepted")
     return out

@@ -85,3 +85,96 @@ def rounded(value, dtype):
     """The float64 reference rounded to ``dtype`` (overflowing to inf where it must)."""
     with np.errstate(over="ignore"):
         return np.asarray(value).astype(dtype)
+
+
+# -- activations, softmax, losses and gradients (numnet.backward) ------------------------
+
+def activation_ref(name, z):
+    """f(z) in float64: sigmoid, relu (NaN and -0.0 kept, as torch.relu), tanh, or z."""
+    return testing.activation64(name, z, sigmoid_ref)
+
+
+def forward_layers_ref(x, layers, hidden="sigmoid", output="sigmoid"):
+    """Every layer's output of the network in float64: [h_0 = x, h_1, ..., h_L]."""
+    hs = [np.asarray(x, np.float64)]
+    for i, (W, b) in enumerate(layers, start=1):
+        z = linear_ref(hs[-1], W, b)[0]
+        hs.append(activation_ref(output if i == len(layers) else hidden, z))
+    return hs
+
+
+def forward_act_ref(x, layers, hidden="sigmoid", output="sigmoid"):
+    """f_out(... f(x @ W1 + b1) ... @ WL + bL) in float64."""
+    return forward_layers_ref(x, layers, hidden, output)[-1]
+
+
+def log_softmax_ref(x):
+    """log softmax over the last axis in float64, from the definition: each entry minus
+    log(sum(e^x)), with the row's max factored out so that e^ cannot overflow."""
+    x = np.asarray(x, np.float64)
+    if x.ndim == 0:
+        return log_softmax_ref(x.reshape(1)).reshape(())
+    out = np.empty(x.shape)
+    for index in np.ndindex(x.shape[:-1]):
+        row = x[index]
+        if row.size == 0:
+            continue
+        m = max(row.tolist(), key=lambda v: (math.isnan(v), v))  # NaN wins, as in torch
+        with np.errstate(all="ignore"):
+            total = math.fsum(math.exp(v - m) if not math.isnan(v - m) else math.nan for v in row)
+            out[index] = [(v - m) - math.log(total) if total == total and total > 0 else math.nan for v in row]
+    return out
+
+
+def softmax_ref(x):
+    """e^x / sum(e^x) over the last axis in float64: the exponential of log_softmax_ref."""
+    with np.errstate(all="ignore"):
+        return np.exp(log_softmax_ref(x))
+
+
+def _through(name, g, y):
+    """g * f'(z), f' written with f's output y. relu selects instead of multiplying, as
+    torch's threshold_backward does: 0 where y <= 0 (even for g = NaN), g elsewhere (also
+    where y is NaN)."""
+    if name == "sigmoid":
+        return g * (y * (1 - y))
+    if name == "tanh":
+        return g * (1 - y * y)
+    if name == "relu":
+        return np.where(y <= 0, 0.0, g)
+    return g
+
+
+def loss_and_grads_ref(x, target, layers, hidden="sigmoid", output="sigmoid", loss="mse"):
+    """(loss, [(dW, db), ...]) in float64 by the chain rule, one plain step at a time.
+
+    mse: l = mean((y - t)^2) over all elements, dl/dy = 2 (y - t) / N.
+    cross_entropy: l = mean over rows of -log_softmax(y)[t], dl/dy = (softmax(y) - onehot) / n.
+    delta = dl/dz = dl/dy * f'(z); dW = h^T delta, db = column sums of delta, and the
+    delta of the layer below is (delta W^T) * f'(z_below).
+    """
+    hs = forward_layers_ref(x, layers, hidden, output)
+    y = hs[-1]
+    n = y.shape[0]
+    with np.errstate(all="ignore"):
+        if loss == "mse":
+            d = y - np.asarray(target, np.float64)
+            value = math.fsum((d * d).ravel()) / d.size if d.size else math.nan
+            dy = 2 * d / max(d.size, 1)
+        else:
+            t = np.asarray(target).astype(np.int64)
+            logp = log_softmax_ref(y)
+            value = -math.fsum(logp[np.arange(n), t]) / n if n else math.nan
+            onehot = np.zeros(y.shape)
+            onehot[np.arange(n), t] = 1
+            dy = (np.exp(logp) - onehot) / max(n, 1)
+        delta = _through(output, dy, y)
+        grads = []
+        for i in range(len(layers) - 1, -1, -1):
+            W, b = layers[i]
+            dW = matmul_loop(hs[i].T, delta)
+            db = delta.sum(axis=0).reshape(np.shape(b))
+            grads.append((dW, db))
+            if i:
+                delta = _through(hidden, matmul_loop(delta, np.asarray(W, np.float64).T), hs[i])
+    return np.array(value), grads[::-1]

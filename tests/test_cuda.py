@@ -124,6 +124,8 @@ def test_dot_gives_the_same_bits_every_run():
         (K.TILE - 1, K.TILE + 1, K.TILE, f64),  # every edge of a tile
         (17, 33, 9, f32),  # several tiles along k, rows past one tile
         (3, 2 * K.TILE, 2, f64),  # k an exact multiple of the tile
+        (K.BLOCK + 1, K.TILE + 1, K.BLOCK - 1, f32),  # one past a block's rows, one short of its columns
+        (2, 3, 2 * K.BLOCK + 1, f64),  # columns into a third block: every thread's last register column
     ],
 )
 def test_mm(n, k, m, dtype):
@@ -226,6 +228,21 @@ def test_launch_shape():
     # 2-D: x along the columns (m), y along the rows (n).
     assert G.launch_shape(K.TILE + 1, 1) == ((1, 2), (K.TILE, K.TILE))
     assert G.launch_shape(3, 2 * K.TILE) == ((2, 1), (K.TILE, K.TILE))
+    # mm and linear: TILE x TILE threads cover a BLOCK x BLOCK tile of the output.
+    assert G.mm_launch_shape(K.BLOCK + 1, 1) == ((1, 2), (K.TILE, K.TILE))
+    assert G.mm_launch_shape(3, 2 * K.BLOCK) == ((2, 1), (K.TILE, K.TILE))
+
+
+@needs_cuda
+def test_linear_kernel_tolerates_a_larger_grid():
+    """A grid of one thread per output (launch_shape, as numnet.cuda.backward launches
+    it) has more blocks than linear_act_kernel needs: the extra ones write nothing."""
+    from numba import cuda
+
+    x, W, b = rand(20, 5, seed=30), rand(5, 18, seed=31), rand(18, seed=32)
+    out = cuda.to_device(np.full((20, 18), np.nan, f32))
+    G.launch(K.linear_act_kernel, G.launch_shape(20, 18))(cuda.to_device(x), cuda.to_device(W), cuda.to_device(b), out, K.SIGMOID)
+    assert out.copy_to_host().tobytes() == numnet.cuda.forward(x, [(W, b)]).tobytes()
 
 
 @needs_cuda

@@ -4,6 +4,9 @@ Same names, signatures, checks and errors as the CPU ops; numpy in gives numpy o
 arrays in (numba, CuPy, torch CUDA) give a numba device array out, without copies.
 Without a GPU, set NUMBA_ENABLE_CUDASIM=1 before importing numba or numnet to run the
 kernels in Numba's CUDA simulator. Importing this package never needs a GPU.
+
+Training on the GPU: ``loss_and_grads``, ``SGD``, ``softmax`` and ``log_softmax``, the
+twins of numnet's (numnet/cuda/backward.py).
 """
 from numnet.cuda.ops import (
     CudaUnavailableError,
@@ -17,6 +20,7 @@ from numnet.cuda.ops import (
     sigmoid,
     unavailable_message,
 )
+from numnet.cuda.backward import SGD, log_softmax, loss_and_grads, softmax
 
 __all__ = [
     "sigmoid",
@@ -25,6 +29,10 @@ __all__ = [
     "neuron",
     "linear",
     "forward",
+    "log_softmax",
+    "softmax",
+    "loss_and_grads",
+    "SGD",
     "is_available",
     "on_simulator",
     "unavailable_message",

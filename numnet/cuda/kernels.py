@@ -16,14 +16,27 @@ CPU kernels do, but a real GPU fuses ``acc += a * b`` into one multiply-add (one
 where the CPU makes two); dot adds in a tree, the same tree on every run, so the same
 bits. Results agree with the CPU ops within rounding (numnet.testing's bounds), not bit
 for bit. (The simulator has no fused multiply-add: there mm matches the CPU bit for bit.)
+
+The matrix product (``block_product``) tiles twice. Shared memory: a block of TILE x TILE
+threads stages TILE-deep slices of a (BLOCK rows) and of b (BLOCK columns) in shared
+memory, each element loaded once from global memory by one thread, neighbouring threads
+reading neighbouring addresses (coalesced). Registers: each thread then computes a
+WORK x WORK tile of the output, BLOCK = TILE * WORK on a side per block, from WORK values
+of a and WORK values of b per step, so that each value read from shared memory feeds
+WORK multiply-adds instead of one. A thread's rows and columns are TILE apart (row
+ty + TILE*ii, column tx + TILE*jj): a warp's reads of shared memory then fall in distinct
+banks or on one broadcast address, and its writes of the output are coalesced.
 """
 import math
 
 import numpy as np
 from numba import cuda
 
-TILE = 16  # mm: each block computes a TILE x TILE tile of the output
+TILE = 16  # mm: a block is TILE x TILE threads; a and b are staged TILE deep at a time
+WORK = 4  # mm: each thread computes a WORK x WORK tile of the output (in registers)
+BLOCK = TILE * WORK  # mm: each block computes a BLOCK x BLOCK tile of the output
 THREADS = 256  # 1-D kernels: threads per block; a power of two, for the tree reduction
+UNROLL = 4  # sigmoid: elements each thread loads before it computes any (loads in flight)
 MAX_BLOCKS = 1024  # 1-D kernels: beyond this, each thread strides over several elements
 
 # True under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs kernels as Python.
@@ -68,10 +81,24 @@ def activate(v, act, one):
 
 @cuda.jit
 def sigmoid_kernel(x, out):
-    """out[i] = sigma(x[i]) over flat arrays, in a grid-stride loop (any grid covers any n)."""
+    """out[i] = sigma(x[i]) over flat arrays, in a grid-stride loop (any grid covers any n).
+
+    Each thread loads UNROLL elements, a grid apart, before it computes any of them: more
+    loads in flight hide more of the memory's latency (the kernel is bound by bandwidth).
+    """
     one = x.dtype.type(1)
-    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
-        out[i] = sigma(x[i], one)
+    v = cuda.local.array(UNROLL, dtype=x.dtype)
+    n = x.shape[0]
+    stride = cuda.gridsize(1)
+    for base in range(cuda.grid(1), n, stride * UNROLL):
+        for u in range(UNROLL):
+            i = base + u * stride
+            if i < n:
+                v[u] = x[i]
+        for u in range(UNROLL):
+            i = base + u * stride
+            if i < n:
+                out[i] = sigma(v[u], one)
 
 
 @cuda.jit(device=True)
@@ -136,54 +163,81 @@ def neuron_kernel(partial, b, out):
 
 
 @cuda.jit(device=True)
-def tiled_dot(a, b, i, j):
-    """sum_p a[i, p] * b[p, j], p in order, staged TILE columns of a and rows of b at a time.
+def block_product(a, b, acc):
+    """acc[ii, jj] = sum_p a[i, p] * b[p, j], p in order, for this thread's WORK x WORK
+    outputs: i = BLOCK * blockIdx.y + ty + TILE * ii, j = BLOCK * blockIdx.x + tx + TILE * jj.
 
-    The block's threads load one (TILE, TILE) tile of a and one of b into shared memory
-    together, then each reads its row and column of them TILE times. Threads whose (i, j)
-    lies outside the output still load: tiles are padded with zeros past the edges, so
-    any n, k, m works and the padding adds only 0 * 0. Every thread must call this.
+    Per TILE-deep step, the block's 256 threads copy a[block rows, p0:p0+TILE] and
+    b[p0:p0+TILE, block columns] into shared memory (WORK elements each, consecutive
+    threads at consecutive addresses), zero past the edges of a and b, so any n, k, m
+    works and the padding adds only 0 * 0. Every thread must call this: it synchronises.
     """
-    a_tile = cuda.shared.array((TILE, TILE), dtype=a.dtype)
-    b_tile = cuda.shared.array((TILE, TILE), dtype=b.dtype)
-    tx = cuda.threadIdx.x  # column within the tile
-    ty = cuda.threadIdx.y  # row within the tile
+    a_tile = cuda.shared.array((BLOCK, TILE), dtype=a.dtype)  # a[i0 + r, p0 + c] at [r, c]
+    b_tile = cuda.shared.array((TILE, BLOCK), dtype=b.dtype)  # b[p0 + r, j0 + c] at [r, c]
+    a_frag = cuda.local.array(WORK, dtype=a.dtype)
+    b_frag = cuda.local.array(WORK, dtype=b.dtype)
+    tx = cuda.threadIdx.x
+    ty = cuda.threadIdx.y
+    t = ty * TILE + tx  # 0 .. TILE*TILE - 1: this thread's turn in the copies
+    i0 = cuda.blockIdx.y * BLOCK
+    j0 = cuda.blockIdx.x * BLOCK
     n, k = a.shape
     m = b.shape[1]
     zero = a.dtype.type(0)
-    acc = zero
+    for ii in range(WORK):
+        for jj in range(WORK):
+            acc[ii, jj] = zero
     for p0 in range(0, k, TILE):
-        a_tile[ty, tx] = a[i, p0 + tx] if i < n and p0 + tx < k else zero  # a[block rows, p0:p0+TILE]
-        b_tile[ty, tx] = b[p0 + ty, j] if p0 + ty < k and j < m else zero  # b[p0:p0+TILE, block cols]
+        for w in range(WORK):
+            r = t // TILE + w * TILE  # a: TILE threads per row, TILE rows per pass
+            c = t % TILE
+            a_tile[r, c] = a[i0 + r, p0 + c] if i0 + r < n and p0 + c < k else zero
+            r = t // BLOCK + w * (TILE // WORK)  # b: BLOCK threads per row, TILE/WORK rows per pass
+            c = t % BLOCK
+            b_tile[r, c] = b[p0 + r, j0 + c] if p0 + r < k and j0 + c < m else zero
         cuda.syncthreads()  # both tiles are complete before anyone reads them
         for p in range(TILE):
-            acc += a_tile[ty, p] * b_tile[p, tx]
+            for ii in range(WORK):
+                a_frag[ii] = a_tile[ty + TILE * ii, p]
+            for jj in range(WORK):
+                b_frag[jj] = b_tile[p, tx + TILE * jj]
+            for ii in range(WORK):
+                for jj in range(WORK):
+                    acc[ii, jj] += a_frag[ii] * b_frag[jj]
         cuda.syncthreads()  # everyone is done reading before the next tiles overwrite them
-    return acc
 
 
 @cuda.jit
 def mm_kernel(a, b, out):
-    """out = a @ b.  a: (n, k) @ b: (k, m) -> out: (n, m); one thread per out[i, j].
+    """out = a @ b.  a: (n, k) @ b: (k, m) -> out: (n, m); each thread WORK x WORK outputs
+    (block_product), each block a BLOCK x BLOCK tile: launch it with mm_launch_shape.
 
-    x runs along the columns, so neighbouring threads read neighbouring b[p, j] and write
-    neighbouring out[i, j]. k = 0 gives zeros.
+    A larger grid is harmless (its extra blocks write nothing); k = 0 gives zeros.
     """
-    j, i = cuda.grid(2)
-    acc = tiled_dot(a, b, i, j)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = acc
+    acc = cuda.local.array((WORK, WORK), dtype=out.dtype)
+    block_product(a, b, acc)
+    for ii in range(WORK):
+        i = cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * ii
+        for jj in range(WORK):
+            j = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * jj
+            if i < out.shape[0] and j < out.shape[1]:
+                out[i, j] = acc[ii, jj]
 
 
 @cuda.jit
 def linear_act_kernel(x, W, bias, out, act):
     """out = f(x @ W + bias): one layer, bias and activation fused into the epilogue while
-    out[i, j] is still in a register; f numbered ``act`` (IDENTITY makes numnet.cuda.linear).
+    the sums are still in registers; f numbered ``act`` (IDENTITY makes numnet.cuda.linear).
 
     x: (n, k) @ W: (k, m) + bias: (m,) -> out: (n, m). The bias is added after the sum,
-    as torch.addmm does.
+    as torch.addmm does. Launched like mm_kernel (mm_launch_shape).
     """
-    j, i = cuda.grid(2)
-    acc = tiled_dot(x, W, i, j)
-    if i < out.shape[0] and j < out.shape[1]:
-        out[i, j] = activate(acc + bias[j], act, out.dtype.type(1))
+    acc = cuda.local.array((WORK, WORK), dtype=out.dtype)
+    block_product(x, W, acc)
+    one = out.dtype.type(1)
+    for ii in range(WORK):
+        i = cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * ii
+        for jj in range(WORK):
+            j = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * jj
+            if i < out.shape[0] and j < out.shape[1]:
+                out[i, j] = activate(acc[ii, jj] + bias[j], act, one)

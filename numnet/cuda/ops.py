@@ -143,6 +143,13 @@ def launch_shape(n, m=None):
     return (math.ceil(m / K.TILE), math.ceil(n / K.TILE)), (K.TILE, K.TILE)
 
 
+def mm_launch_shape(n, m):
+    """(blocks, threads per block) for mm_kernel and linear_act_kernel over an (n, m)
+    output: TILE x TILE threads per block, each block a BLOCK x BLOCK tile, x along the
+    columns."""
+    return (math.ceil(m / K.BLOCK), math.ceil(n / K.BLOCK)), (K.TILE, K.TILE)
+
+
 def launch(kernel, shape):
     """``kernel[shape]``, ready to call, and as quiet as on a GPU.
 
@@ -227,7 +234,7 @@ def mm(a, b):
     C.check_matmul(op, a, b)
     out = cuda.device_array((a.shape[0], b.shape[1]), dtype)
     if out.size:
-        launch(K.mm_kernel, launch_shape(*out.shape))(_gpu(a), _gpu(b), out)
+        launch(K.mm_kernel, mm_launch_shape(*out.shape))(_gpu(a), _gpu(b), out)
     return _result(out, _on_gpu(a, b))
 
 
@@ -263,7 +270,7 @@ def linear(x, W, b):
     C.check_bias(op, b, W.shape[1])
     out = cuda.device_array((x.shape[0], W.shape[1]), dtype)
     if out.size:
-        launch(K.linear_act_kernel, launch_shape(*out.shape))(_gpu(x), _gpu(W), _bias_row(b), out, K.IDENTITY)
+        launch(K.linear_act_kernel, mm_launch_shape(*out.shape))(_gpu(x), _gpu(W), _bias_row(b), out, K.IDENTITY)
     return _result(out, _on_gpu(x, W, b))
 
 
@@ -293,6 +300,6 @@ def forward(x, layers, hidden="sigmoid", output="sigmoid"):
         out = cuda.device_array((x.shape[0], W.shape[1]), dtype)  # (n, k_i)
         act = output if i == len(pairs) else hidden
         if out.size:
-            launch(K.linear_act_kernel, launch_shape(*out.shape))(h, _gpu(W), _bias_row(b), out, act)
+            launch(K.linear_act_kernel, mm_launch_shape(*out.shape))(h, _gpu(W), _bias_row(b), out, act)
         h = out
     return _result(h, _on_gpu(*arrays))

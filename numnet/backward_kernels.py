@@ -1,0 +1,248 @@
+"""The CPU kernels of the backward pass: the gradient of each piece of the forward pass.
+
+The network is h_0 = x, z_i = h_{i-1} @ W_i + b_i, h_i = f_i(z_i) (i = 1..L), and a loss
+l(h_L). Backpropagation is the chain rule run from the loss back to the first layer,
+with delta_i = dl/dz_i, shaped (n, k_i) like z_i:
+
+    delta_L     = dl/dh_L * f_L'(z_L)            mse_kernel or cross_entropy_kernel, act_grad
+    dW_i        = h_{i-1}^T @ delta_i             matmul_tn_kernel       (k_{i-1}, k_i)
+    db_i        = sum over rows of delta_i        column_sum_kernel      (k_i,)
+    delta_{i-1} = (delta_i @ W_i^T) * f'(z_{i-1})  backprop_kernel        (n, k_{i-1})
+
+Each activation's derivative is written with its output y = f(z), which the forward pass
+has already computed: sigma' = y (1 - y), tanh' = 1 - y^2, relu' = [y > 0], and 1.
+
+Kernels trust their input (numnet.backward has checked it and allocated the outputs)
+and accumulate in the input's dtype. Sums run left to right; elementwise formulas follow
+torch's CPU kernels term by term (noted where it matters), so results agree with torch
+within numnet.testing's bounds, often bit for bit.
+"""
+import numpy as np
+from numba import types
+from numba.extending import intrinsic
+
+from numnet._jit import jit
+from numnet.kernels import RELU, SIGMOID, TANH
+
+
+@intrinsic
+def fma(typingctx, a, b, c):
+    """a * b + c rounded once (llvm.fma: one vfmadd instruction on x86 CPUs with FMA)."""
+    if not (a == b == c and isinstance(a, types.Float)):
+        return None
+    return a(a, a, a), lambda context, builder, signature, args: builder.fma(*args)
+
+
+@jit(inline="always")
+def act_grad(g, y, act, one):
+    """g * f'(z), from the activation's output y = f(z); torch's formulas, in its order.
+
+    sigmoid: g (1 - y) y;  tanh: g (1 - y y);  relu: 0 where y <= 0, else g (so a NaN
+    output passes g on, as torch's threshold_backward does);  none: g.
+    """
+    if act == SIGMOID:
+        return g * (one - y) * y
+    if act == RELU:
+        zero = one - one
+        return zero if y <= zero else g
+    if act == TANH:
+        return g * (one - y * y)
+    return g
+
+
+@jit
+def act_grad_kernel(g, y, act, out):
+    """out = g * f'(z) elementwise over (n, m), from the layer's output y = f(z).
+    out may be g itself."""
+    one = y.dtype.type(1)
+    n, m = y.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = act_grad(g[i, j], y[i, j], act, one)
+
+
+@jit
+def matmul_tn_kernel(h, delta, out):
+    """out = h^T @ delta: the weight gradient.  h: (n, k), delta: (n, m) -> out: (k, m).
+
+    out[p, j] = sum_i h[i, p] * delta[i, j], i in order. The loop runs i, p, j so that
+    the innermost loop walks a row of delta and a row of out: contiguous, vectorisable.
+    """
+    n, k = h.shape
+    m = delta.shape[1]
+    zero = out.dtype.type(0)
+    for p in range(k):
+        for j in range(m):
+            out[p, j] = zero
+    for i in range(n):
+        for p in range(k):
+            h_ip = h[i, p]
+            for j in range(m):
+                out[p, j] += h_ip * delta[i, j]
+
+
+@jit
+def column_sum_kernel(delta, out):
+    """out[j] = sum_i delta[i, j], i in order: the bias gradient.  delta: (n, m) -> out: (m,)."""
+    n, m = delta.shape
+    zero = out.dtype.type(0)
+    for j in range(m):
+        out[j] = zero
+    for i in range(n):
+        for j in range(m):
+            out[j] += delta[i, j]
+
+
+@jit
+def backprop_kernel(delta, W, y, act, out):
+    """out = (delta @ W^T) * f'(z): the delta of the layer below, f' from its output y = f(z).
+
+    delta: (n, m), W: (k, m), y: (n, k) -> out: (n, k). out[i, p] = sum_j delta[i, j] W[p, j],
+    j in order: the rows of delta and of W are read contiguously.
+    """
+    n, m = delta.shape
+    k = W.shape[0]
+    one = out.dtype.type(1)
+    for i in range(n):
+        for p in range(k):
+            acc = one - one
+            for j in range(m):
+                acc += delta[i, j] * W[p, j]
+            out[i, p] = act_grad(acc, y[i, p], act, one)
+
+
+# -- Losses and the softmax ---------------------------------------------------------------
+
+@jit(inline="always")
+def row_max(x, i):
+    """max_j x[i, j]: -inf for an empty row, NaN if any entry is NaN (torch's maximum)."""
+    m = -x.dtype.type(np.inf)
+    for j in range(x.shape[1]):
+        v = x[i, j]
+        if v > m or v != v:  # once m is NaN, v > m is False for every v: NaN sticks
+            m = v
+    return m
+
+
+@jit(inline="always")
+def row_log_sum_exp(x, i, m):
+    """log(sum_j e^(x[i, j] - m)), j in order; with m the row's max every term is <= 1."""
+    s = x.dtype.type(0)
+    for j in range(x.shape[1]):
+        s += np.exp(x[i, j] - m)
+    return np.log(s)
+
+
+@jit
+def log_softmax_kernel(x, out):
+    """out[i, j] = (x[i, j] - m_i) - log(sum_k e^(x[i, k] - m_i)), m_i = max_k x[i, k].
+
+    Subtracting the row's max first is what makes this stable: every e^(x - m) is at
+    most 1, so nothing overflows for any finite input, and the largest term is exactly
+    1, so the sum is at least 1 and its log is finite. The order of the two subtractions
+    is torch's (x - m first keeps large, close logits exact). A row with a NaN or +inf,
+    or all -inf, is NaN throughout, as in torch. x, out: (n, c).
+    """
+    n, c = x.shape
+    for i in range(n):
+        m = row_max(x, i)
+        log_sum = row_log_sum_exp(x, i, m)
+        for j in range(c):
+            out[i, j] = (x[i, j] - m) - log_sum
+
+
+@jit
+def softmax_kernel(x, out):
+    """out[i, j] = e^(x[i, j] - m_i) / sum_k e^(x[i, k] - m_i), m_i = max_k x[i, k]:
+    stable as log_softmax is. Computed as torch does: the exponentials, their sum s,
+    then each times 1/s. x, out: (n, c)."""
+    n, c = x.shape
+    one = x.dtype.type(1)
+    if c == 0:
+        return
+    for i in range(n):
+        m = row_max(x, i)
+        s = one - one
+        for j in range(c):
+            e = np.exp(x[i, j] - m)
+            out[i, j] = e
+            s += e
+        inv = one / s
+        for j in range(c):
+            out[i, j] *= inv
+
+
+@jit
+def mse_kernel(y, target, act, delta):
+    """l = sum (y - t)^2 / N over all N = n * m elements; returns l, and writes
+    delta = dl/dz = (2/N)(y - t) * f'(z), with f the output activation and y = f(z).
+
+    2/N is computed in float64 and rounded to y's dtype, and the gradient is
+    norm * (y - t), as torch's mse_loss_backward computes it. y, target, delta: (n, m).
+    N = 0 gives NaN (the mean of nothing), as torch does.
+    """
+    n, m = y.shape
+    count = n * m
+    one = y.dtype.type(1)
+    acc = one - one
+    norm = y.dtype.type(2.0 / count) if count else one
+    for i in range(n):
+        for j in range(m):
+            d = y[i, j] - target[i, j]
+            acc += d * d
+            delta[i, j] = act_grad(norm * d, y[i, j], act, one)
+    if count == 0:
+        return y.dtype.type(np.nan)
+    return acc / y.dtype.type(count)
+
+
+@jit
+def cross_entropy_kernel(y, target, act, logp, delta):
+    """l = -(1/n) sum_i log softmax(y_i)[t_i]: torch's cross_entropy of the logits y: (n, c)
+    (the network's output, y = f(z_L)) and class indices target: (n,), mean over the
+    batch. Returns l; writes logp = log_softmax(y) and
+    delta = dl/dz_L = (softmax(y) - onehot(t)) / n * f'(z_L).
+
+    As torch's autograd computes it: softmax(y) = e^logp, and e^logp / n minus 1/n at
+    the target. n = 0 gives NaN, as torch does.
+    """
+    n, c = y.shape
+    one = y.dtype.type(1)
+    log_softmax_kernel(y, logp)
+    inv = one / y.dtype.type(n) if n else one
+    acc = one - one
+    for i in range(n):
+        t = target[i]
+        acc += logp[i, t]
+        for j in range(c):
+            g = np.exp(logp[i, j]) * inv
+            if j == t:
+                g -= inv
+            delta[i, j] = act_grad(g, y[i, j], act, one)
+    if n == 0:
+        return y.dtype.type(np.nan)
+    return -acc / y.dtype.type(n)
+
+
+# -- The optimiser ----------------------------------------------------------------------
+
+@jit
+def sgd_kernel(p, g, buf, lr, momentum, first):
+    """One step of torch.optim.SGD (dampening 0, no Nesterov, no weight decay), in place:
+
+        buf = g                      on the first step (``first``),
+        buf = momentum * buf + g     after it,
+        p   = p - lr * buf.
+
+    With momentum 0 torch keeps no buffer and steps with g itself: pass buf = g.
+    p - lr * buf is one fused multiply-add, fma(buf, -lr, p), as torch's
+    p.add_(buf, alpha=-lr) computes it on CPUs with FMA. p, g, buf: (r, c).
+    """
+    r, c = p.shape
+    for i in range(r):
+        for j in range(c):
+            if first:
+                buf[i, j] = g[i, j]
+            elif momentum != 0:
+                buf[i, j] = momentum * buf[i, j] + g[i, j]
+            p[i, j] = fma(buf[i, j], -lr, p[i, j])

@@ -1,0 +1,647 @@
+"""``numnet bench``: numnet's speed against numpy and torch, op by op, as ratios.
+
+Every figure is measured the same way, side by side in this one process:
+
+- each competitor computes the same op on the same data: numnet on numpy arrays, torch
+  on tensors that share their memory (``torch.from_numpy``), numpy as one writes it by
+  hand (``a @ b``, ``1 / (1 + np.exp(-x))``); on a GPU, numnet.cuda and torch on the
+  same torch CUDA tensors (numnet.cuda reads them without a copy), TF32 off;
+- before timing, each is called until it has compiled and warmed its caches, and the
+  results are compared (a competitor that computes something else is not timed: the
+  row says MISMATCH and the command exits 1);
+- a *block* is as many back-to-back calls as fill about ``block_seconds``; a *repeat*
+  times one block of each competitor, in an order that rotates from repeat to repeat,
+  and records each one's time per call and its ratio to numnet's time in that repeat.
+  The table shows medians over the repeats: a noisy neighbour that slows one block
+  shifts one ratio, not the median;
+- the process sleeps between blocks until the previous library's worker threads have
+  gone to sleep: after a threaded call OpenBLAS (numpy) keeps a core spinning for about
+  100 ms, torch's and numba's OpenMP threads for about 10 ms, and that core would be
+  taken from the next competitor.
+
+A ratio is the competitor's time divided by numnet's: above 1, numnet is faster. Rates
+(GFLOP/s, GB/s) are numnet's own, from its median time.
+
+The same code runs as ``python -m benchmarks.bench_all``; ``main(args)`` takes the
+arguments that ``numnet bench`` declares (numnet/__main__.py). torch, rich (the table
+and progress bar) and matplotlib (``--plot``) are imported only when needed.
+"""
+import json
+import math
+import os
+import platform
+import statistics
+import sys
+import time
+
+import numpy as np
+
+# The targets of issue 6: (device, op, size, competitor, minimum ratio). For the GPU
+# sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
+# memory bandwidth (the kernel alone: the op also allocates its output, with cudaMalloc).
+TARGETS = [
+    ("cpu", "mm", "1024x1024 @ 1024x1024", "numpy", 0.7),
+    ("cpu", "mm", "2048x2048 @ 2048x2048", "numpy", 0.7),
+    ("cpu", "forward", "4096x784 -> 256 -> 10", "torch", 1.0),
+    ("cpu", "forward", "notebook 1x3 -> 2 -> 1", "torch", 5.0),
+    ("cpu", "sigmoid", "10^7", "torch", 1.0),
+    ("cuda", "mm", "4096x4096 @ 4096x4096", "torch", 0.5),
+    ("cuda", "sigmoid kernel", "10^8", "bandwidth", 0.7),
+]
+
+# Seconds to sleep after a competitor's block, so that its spinning threads do not
+# slow down the next one (see the module docstring).
+SETTLE = {"numpy": 0.12, "torch": 0.015, "numnet": 0.015}
+
+INSTALL_HINT = ("numnet bench: needs torch to compare against; install the test extra: "
+                "pip install -e '.[test]' (torch==2.13.0, the CPU build)")
+
+
+# -- the cases -----------------------------------------------------------------------------
+
+def _case(op, size, work, unit, calls, check=None):
+    """One row: ``calls`` maps competitor -> zero-argument function (numnet first);
+    ``work`` is the FLOPs or bytes of one call, ``unit`` its rate's name; ``check``
+    compares the results (returns None when they agree, else a message)."""
+    return {"op": op, "size": size, "work": work, "unit": unit, "calls": calls, "check": check}
+
+
+def _close(got, want, rtol=1e-3, atol=1e-4):
+    """None when got and want agree within rtol, atol (loose: timing guards, not tests)."""
+    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
+    if got.shape != want.shape:
+        return f"shapes differ: {got.shape} and {want.shape}"
+    if not np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True):
+        return f"values differ: max |diff| {np.nanmax(np.abs(got - want)):.3g}"
+    return None
+
+
+def _sizes(quick):
+    """The sizes of each op: a few small ones with --quick (for CI), else a range."""
+    if quick:
+        return {
+            "sigmoid": [1000], "dot": [1000], "mm": [16, 64],
+            "linear": [(8, 32, 16)], "forward": ["notebook", (64, 32, 16, 4)], "randn": [1000],
+        }
+    return {
+        "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "dot": [10**3, 10**5, 10**7],
+        "mm": [64, 256, 1024, 2048],
+        "linear": [(64, 784, 256), (4096, 784, 256)],
+        "forward": ["notebook", (64, 784, 256, 10), (4096, 784, 256, 10)],
+        "randn": [10**3, 10**6],
+    }
+
+
+def _count(n):
+    """10^7 for 10000000, else the number as it is."""
+    exponent = round(math.log10(n)) if n > 0 else 0
+    return f"10^{exponent}" if n == 10**exponent and exponent >= 3 else str(n)
+
+
+def notebook_network(torch):
+    """The notebook's seed-7 network: x (1, 3), W1 (3, 2), W2 (2, 1), B1 (1, 2), B2 (1, 1)."""
+    torch.manual_seed(7)
+    x = torch.randn((1, 3))
+    W1, W2 = torch.randn(3, 2), torch.randn(2, 1)
+    B1, B2 = torch.randn((1, 2)), torch.randn((1, 1))
+    return x, [(W1, B1), (W2, B2)]
+
+
+def torch_forward(torch, x, layers):
+    """torch eager, as one writes it: sigmoid(addmm(b, h, W)) layer by layer."""
+    h = x
+    for W, b in layers:
+        h = torch.sigmoid(torch.addmm(b, h, W))
+    return h
+
+
+def numpy_forward(x, layers):
+    """The same network in numpy, as one writes it (``@`` runs OpenBLAS)."""
+    h = x
+    for W, b in layers:
+        h = 1 / (1 + np.exp(-(h @ W + b)))
+    return h
+
+
+def cpu_cases(torch, quick):
+    """Factories of the CPU rows (each builds its data when called, so that only one
+    row's arrays are alive at a time)."""
+    import numnet
+
+    rng = np.random.default_rng(0)
+    f32 = np.float32
+
+    def randn(*shape, scale=1.0):
+        return (rng.standard_normal(shape) * scale).astype(f32)
+
+    def sigmoid(n):
+        x = randn(n, scale=4.0)
+        t = torch.from_numpy(x)
+        with np.errstate(over="ignore"):
+            calls = {"numnet": lambda: numnet.sigmoid(x), "numpy": lambda: 1 / (1 + np.exp(-x)),
+                     "torch": lambda: torch.sigmoid(t)}
+        return _case("sigmoid", _count(n), 8 * n, "GB/s", calls,
+                     lambda: _close(numnet.sigmoid(x), torch.sigmoid(t), atol=1e-6))
+
+    def sigmoid_kernel(n):
+        """Into a preallocated output: the arithmetic alone, without the allocation (and
+        first-touch page faults) of a new result that the op pays."""
+        from numnet import kernels
+
+        x = randn(n, scale=4.0)
+        t, out, t_out = torch.from_numpy(x), np.empty_like(x), torch.empty(n)
+
+        def numpy_sigmoid():
+            np.negative(x, out=out)
+            np.exp(out, out=out)
+            out.__iadd__(1)
+            np.reciprocal(out, out=out)
+
+        with np.errstate(over="ignore"):
+            calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out), "numpy": numpy_sigmoid,
+                     "torch": lambda: torch.sigmoid(t, out=t_out)}
+        return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
+
+    def dot(n):
+        a, b = randn(n), randn(n)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        calls = {"numnet": lambda: numnet.dot(a, b), "numpy": lambda: np.dot(a, b),
+                 "torch": lambda: torch.dot(ta, tb)}
+        return _case("dot", _count(n), 8 * n, "GB/s", calls,
+                     lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2))
+
+    def mm(n):
+        a, b = randn(n, n), randn(n, n)
+        ta, tb = torch.from_numpy(a), torch.from_numpy(b)
+        calls = {"numnet": lambda: numnet.mm(a, b), "numpy": lambda: a @ b,
+                 "torch": lambda: torch.mm(ta, tb)}
+        return _case("mm", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
+                     lambda: _close(numnet.mm(a, b), torch.mm(ta, tb), atol=1e-3 * math.sqrt(n)))
+
+    def linear(shape):
+        n, k, m = shape
+        x, W, b = randn(n, k), randn(k, m, scale=k**-0.5), randn(m)
+        tx, tW, tb = torch.from_numpy(x), torch.from_numpy(W), torch.from_numpy(b)
+        calls = {"numnet": lambda: numnet.linear(x, W, b), "numpy": lambda: x @ W + b,
+                 "torch": lambda: torch.addmm(tb, tx, tW)}
+        return _case("linear", f"{n}x{k} -> {m}", 2 * n * k * m, "GFLOP/s", calls,
+                     lambda: _close(numnet.linear(x, W, b), torch.addmm(tb, tx, tW)))
+
+    def forward(shape):
+        if shape == "notebook":
+            tx, tlayers = notebook_network(torch)
+            size, flops = "notebook 1x3 -> 2 -> 1", 2 * (3 * 2 + 2 * 1)
+        else:
+            n, *widths = shape
+            tx = torch.from_numpy(randn(n, widths[0]))
+            tlayers = [(torch.from_numpy(randn(i, o, scale=i**-0.5)), torch.from_numpy(randn(o)))
+                       for i, o in zip(widths, widths[1:])]
+            size = f"{n}x{widths[0]} -> " + " -> ".join(map(str, widths[1:]))
+            flops = 2 * n * sum(i * o for i, o in zip(widths, widths[1:]))
+        x = tx.numpy()
+        layers = [(W.numpy(), b.numpy()) for W, b in tlayers]
+        with np.errstate(over="ignore"):
+            calls = {"numnet": lambda: numnet.forward(x, layers),
+                     "numpy": lambda: numpy_forward(x, layers),
+                     "torch": lambda: torch_forward(torch, tx, tlayers)}
+        return _case("forward", size, flops, "GFLOP/s", calls,
+                     lambda: _close(numnet.forward(x, layers), torch_forward(torch, tx, tlayers)))
+
+    def randn_case(n):
+        generator = np.random.default_rng(0)
+
+        def same_numbers():
+            numnet.manual_seed(0)
+            torch.manual_seed(0)
+            ours, theirs = numnet.randn(n), torch.randn(n).numpy()
+            return None if ours.tobytes() == theirs.tobytes() else "not the same numbers as torch"
+
+        calls = {"numnet": lambda: numnet.randn(n),
+                 "numpy": lambda: generator.standard_normal(n, np.float32),  # another generator: for scale
+                 "torch": lambda: torch.randn(n)}
+        return _case("randn", _count(n), 4 * n, "GB/s", calls, same_numbers)
+
+    makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "dot": dot, "mm": mm,
+              "linear": linear, "forward": forward, "randn": randn_case}
+    return [lambda op=op, size=size: makers[op](size)
+            for op, sizes in _sizes(quick).items() for size in sizes]
+
+
+def cuda_cases(torch, quick):
+    """Factories of the GPU rows: numnet.cuda and torch on the same torch CUDA tensors."""
+    import numnet.cuda
+    from numba import cuda
+
+    from numnet.cuda import kernels as G
+    from numnet.cuda import ops as GO
+
+    gen = torch.Generator(device="cuda").manual_seed(0)
+    gpu = {"device": "cuda", "dtype": torch.float32}
+
+    def randn(*shape, scale=1.0):
+        return torch.randn(*shape, generator=gen, **gpu) * scale
+
+    def host(out):
+        return torch.as_tensor(out, device="cuda").cpu().numpy()
+
+    def mm(n):
+        a, b = randn(n, n), randn(n, n)
+        calls = {"numnet": lambda: numnet.cuda.mm(a, b), "torch": lambda: torch.mm(a, b)}
+        return _case("mm", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
+                     lambda: _close(host(numnet.cuda.mm(a, b)), torch.mm(a, b).cpu(), atol=1e-3 * math.sqrt(n)))
+
+    def sigmoid(n):
+        x = randn(n, scale=4.0)
+        calls = {"numnet": lambda: numnet.cuda.sigmoid(x), "torch": lambda: torch.sigmoid(x)}
+        return _case("sigmoid", _count(n), 8 * n, "GB/s", calls,
+                     lambda: _close(host(numnet.cuda.sigmoid(x)), torch.sigmoid(x).cpu(), atol=1e-6))
+
+    def sigmoid_kernel(n):
+        """The kernel alone on preallocated arrays: what the op costs without its Python."""
+        x = randn(n, scale=4.0)
+        xd, out = cuda.as_cuda_array(x), cuda.device_array(n, np.float32)
+        launch = GO.launch(G.sigmoid_kernel, GO.launch_shape(n))
+        y = torch.empty_like(x)
+        calls = {"numnet": lambda: launch(xd, out), "torch": lambda: torch.sigmoid(x, out=y)}
+        return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
+
+    def dot(n):
+        a, b = randn(n), randn(n)
+        calls = {"numnet": lambda: numnet.cuda.dot(a, b), "torch": lambda: torch.dot(a, b)}
+        return _case("dot", _count(n), 8 * n, "GB/s", calls,
+                     lambda: _close(host(numnet.cuda.dot(a, b)), torch.dot(a, b).cpu(), atol=1e-2))
+
+    def linear(shape):
+        n, k, m = shape
+        x, W, b = randn(n, k), randn(k, m, scale=k**-0.5), randn(m)
+        calls = {"numnet": lambda: numnet.cuda.linear(x, W, b), "torch": lambda: torch.addmm(b, x, W)}
+        return _case("linear", f"{n}x{k} -> {m}", 2 * n * k * m, "GFLOP/s", calls,
+                     lambda: _close(host(numnet.cuda.linear(x, W, b)), torch.addmm(b, x, W).cpu()))
+
+    def forward(shape):
+        n, *widths = shape
+        x = randn(n, widths[0])
+        layers = [(randn(i, o, scale=i**-0.5), randn(o)) for i, o in zip(widths, widths[1:])]
+        calls = {"numnet": lambda: numnet.cuda.forward(x, layers),
+                 "torch": lambda: torch_forward(torch, x, layers)}
+        flops = 2 * n * sum(i * o for i, o in zip(widths, widths[1:]))
+        size = f"{n}x{widths[0]} -> " + " -> ".join(map(str, widths[1:]))
+        return _case("forward", size, flops, "GFLOP/s", calls,
+                     lambda: _close(host(numnet.cuda.forward(x, layers)), torch_forward(torch, x, layers).cpu()))
+
+    if quick:
+        plan = [(mm, 64), (sigmoid, 10**4), (dot, 10**4), (linear, (64, 32, 16)), (forward, (64, 32, 16, 4))]
+    else:
+        plan = [(mm, 1024), (mm, 4096), (sigmoid, 10**6), (sigmoid, 10**8), (sigmoid_kernel, 10**8),
+                (dot, 10**7), (linear, (4096, 784, 256)), (forward, (4096, 784, 256, 10))]
+    return [lambda make=make, size=size: make(size) for make, size in plan]
+
+
+# -- timing --------------------------------------------------------------------------------
+
+def _block(fn, calls, sync):
+    """Seconds per call of ``calls`` back-to-back calls (``sync`` waits for a GPU)."""
+    sync()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    sync()
+    return (time.perf_counter() - start) / calls
+
+
+def measure(calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None, tick=lambda: None,
+            calls_per_block=None):
+    """Time the competitors in ``calls`` (name -> function, the first one the reference,
+    numnet) side by side, as the module docstring says.
+
+    Returns {"calls": per-block call counts, "times": name -> seconds per call in each
+    repeat, "ratios": name -> its time / the reference's in each repeat}, after a
+    warm-up. Blocks last about ``block_seconds``, or hold ``calls_per_block`` calls.
+    ``tick()`` is called after each repeat (the progress bar).
+    """
+    names = list(calls)
+    for fn in calls.values():  # warm-up: compile, allocate, fill caches
+        fn()
+        fn()
+    per_block = {}
+    for name, fn in calls.items():
+        if calls_per_block:
+            per_block[name] = calls_per_block
+            continue
+        one = _block(fn, 1, sync)
+        per_block[name] = max(1, min(100_000, int(block_seconds / max(one, 1e-9))))
+        time.sleep(settle.get(name, 0))
+    times = {name: [] for name in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+        for name in order:
+            times[name].append(_block(calls[name], per_block[name], sync))
+            if settle:
+                time.sleep(settle.get(name, 0))
+        tick()
+    ratios = {name: [t / base for t, base in zip(times[name], times[names[0]])] for name in names}
+    return {"calls": per_block, "times": times, "ratios": ratios}
+
+
+def _rate(work, seconds):
+    """GFLOP/s or GB/s from the FLOPs or bytes of one call and its seconds."""
+    return work / seconds / 1e9 if seconds > 0 else float("nan")
+
+
+def run_cases(device, factories, repeats, block_seconds, settle, sync, progress):
+    """Build, check and time each case; returns the result rows (plain data)."""
+    rows = []
+    for make in factories:
+        case = make()
+        row = {k: case[k] for k in ("op", "size", "work", "unit")}
+        row["device"] = device
+        task = progress(f"{device} {case['op']} {case['size']}", repeats)
+        problem = case["check"]() if case["check"] else None
+        if problem:
+            row["mismatch"] = problem
+            rows.append(row)
+            task(repeats)
+            continue
+        timing = measure(case["calls"], repeats, block_seconds, settle, sync, tick=lambda: task(1))
+        row.update(timing)
+        row["median_time"] = {n: statistics.median(t) for n, t in timing["times"].items()}
+        row["median_ratio"] = {n: statistics.median(r) for n, r in timing["ratios"].items()}
+        row["rate"] = _rate(case["work"], row["median_time"]["numnet"])
+        rows.append(row)
+        del case
+    return rows
+
+
+# -- the GPU's memory bandwidth ---------------------------------------------------------------
+
+def gpu_bandwidth(torch=None):
+    """The GPU's peak memory bandwidth in GB/s, from its memory clock (kHz) and bus
+    width (bits), double data rate; asked of numba, else of torch; None when neither says."""
+    try:
+        from numba import cuda
+
+        device = cuda.get_current_device()
+        clock_khz, bus_bits = device.MEMORY_CLOCK_RATE, device.GLOBAL_MEMORY_BUS_WIDTH
+    except Exception:
+        try:
+            props = torch.cuda.get_device_properties(0)
+            clock_khz, bus_bits = props.memory_clock_rate, props.memory_bus_width
+        except Exception:
+            return None
+    return 2 * clock_khz * 1e3 * bus_bits / 8 / 1e9 if clock_khz and bus_bits else None
+
+
+def check_targets(rows, bandwidth=None):
+    """Each target of TARGETS with the figure measured for it (None when not run)."""
+    found = []
+    for device, op, size, against, minimum in TARGETS:
+        row = next((r for r in rows if (r["device"], r["op"], r["size"]) == (device, op, size)
+                    and "median_ratio" in r), None)
+        measured = None
+        if row is not None:
+            if against == "bandwidth":
+                measured = row["rate"] / bandwidth if bandwidth else None
+            else:
+                measured = row["median_ratio"].get(against)  # their time / numnet's
+        found.append({"device": device, "op": op, "size": size, "against": against,
+                      "minimum": minimum, "measured": measured,
+                      "met": None if measured is None else measured >= minimum})
+    return found
+
+
+# -- output ----------------------------------------------------------------------------------
+
+def _seconds(t):
+    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
+        if t >= scale:
+            return f"{t / scale:.3g} {unit}"
+    return f"{t / 1e-9:.3g} ns"
+
+
+def table_rows(rows):
+    """The table's cells: op, size, times (numnet, numpy, torch), numnet's rate, and
+    numnet's speed relative to numpy and to torch (their time / numnet's)."""
+    cells = []
+    for r in rows:
+        if "mismatch" in r:
+            cells.append([r["device"], r["op"], r["size"], "MISMATCH: " + r["mismatch"], "", "", "", "", ""])
+            continue
+        t, q = r["median_time"], r["median_ratio"]
+        cells.append([
+            r["device"], r["op"], r["size"],
+            *(_seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
+            f"{r['rate']:.3g} {r['unit']}",
+            *(f"{q[n]:.2f}x" if n in q else "-" for n in ("numpy", "torch")),
+        ])
+    return cells
+
+
+HEADERS = ["device", "op", "size", "numnet", "numpy", "torch", "numnet rate", "vs numpy", "vs torch"]
+
+
+def print_table(rows, targets, console=None):
+    cells = table_rows(rows)
+    target_cells = [
+        [t["device"], t["op"], t["size"], f">= {t['minimum']:g}"
+         + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
+         "not run" if t["measured"] is None else f"{t['measured']:.2f}",
+         "-" if t["met"] is None else ("met" if t["met"] else "MISSED")]
+        for t in targets
+    ]
+    if console is not None:
+        from rich.table import Table
+
+        table = Table(title="numnet against numpy and torch: median time per call; "
+                      "'vs' = their time / numnet's (above 1: numnet faster)")
+        for h in HEADERS:
+            table.add_column(h, justify="left" if h in ("device", "op", "size") else "right")
+        for c in cells:
+            table.add_row(*c)
+        console.print(table)
+        goals = Table(title="targets (issue 6)")
+        for h in ("device", "op", "size", "target", "measured", ""):
+            goals.add_column(h)
+        for c in target_cells:
+            goals.add_row(*c)
+        console.print(goals)
+        return
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(HEADERS)]
+    print("numnet against numpy and torch: median time per call; 'vs' = their time / numnet's")
+    print("  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)))
+    for c in cells:
+        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    print("targets (issue 6):")
+    for c in target_cells:
+        print("  " + "  ".join(c))
+
+
+def plot(rows, targets, path):
+    """A chart of numnet's speed ratios, one panel per op, to ``path`` (a PNG)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
+
+    timed = [r for r in rows if "median_ratio" in r]
+    panels = sorted({(r["device"], r["op"]) for r in timed})
+    fig, axes = plt.subplots(len(panels), 1, figsize=(8, 2.6 * max(len(panels), 1)), squeeze=False)
+    for ax, (device, op) in zip(axes[:, 0], panels):
+        mine = [r for r in timed if (r["device"], r["op"]) == (device, op)]
+        xs = np.arange(len(mine))
+        for shift, other in ((-0.2, "numpy"), (0.2, "torch")):
+            speed = [r["median_ratio"].get(other, np.nan) for r in mine]  # their time / numnet's
+            ax.bar(xs + shift, speed, width=0.4, label=f"vs {other}")
+        sizes = [r["size"] for r in mine]
+        for t in targets:  # a dotted bar over the pair of bars it is a target for
+            if (t["device"], t["op"]) == (device, op) and t["size"] in sizes and t["against"] != "bandwidth":
+                x = sizes.index(t["size"]) + (-0.2 if t["against"] == "numpy" else 0.2)
+                ax.hlines(t["minimum"], x - 0.25, x + 0.25, linestyles=":", colors="black")
+        ax.axhline(1.0, color="black", linewidth=0.8)
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(LogLocator(subs=(1, 2, 5)))
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%gx"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        ax.tick_params(axis="y", labelsize=7)
+        ax.set_xticks(xs, [r["size"] for r in mine], fontsize=7)
+        ax.set_title(f"{device}: {op}: their time / numnet's (above 1: numnet faster; dotted: target)", fontsize=9)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def environment(torch):
+    import numba
+
+    import numnet
+
+    info = {
+        "numnet": numnet.__version__, "numpy": np.__version__, "numba": numba.__version__,
+        "torch": torch.__version__, "python": platform.python_version(),
+        "machine": platform.machine(), "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+        "torch_threads": torch.get_num_threads(),
+    }
+    return info
+
+
+def _cpu_name():
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+# -- the command ---------------------------------------------------------------------------------
+
+def _progress(console):
+    """A function (label, total) -> advance(k): a rich progress bar, or nothing."""
+    if console is None or not console.is_terminal:
+        def start(label, total):
+            print(f"  timing {label} ...", file=sys.stderr, flush=True)
+            return lambda k: None
+        return start, None
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    bar = Progress(TextColumn("{task.description:40s}"), BarColumn(), TimeRemainingColumn(),
+                   console=console, transient=True)
+
+    def start(label, total):
+        task = bar.add_task(label, total=total)
+        return lambda k: bar.advance(task, k)
+
+    return start, bar
+
+
+def _cuda_ready(torch):
+    """None when the GPU rows can run, else why not."""
+    if not torch.cuda.is_available():
+        return "torch has no CUDA device here"
+    try:
+        import numnet.cuda
+    except Exception as exc:
+        return f"numnet.cuda does not import: {exc}"
+    if numnet.cuda.on_simulator():
+        return "numba runs in its CUDA simulator (NUMBA_ENABLE_CUDASIM=1): no timings there"
+    if not numnet.cuda.is_available():
+        return "numba finds no usable CUDA GPU"
+    return None
+
+
+def main(args):
+    """``numnet bench``: returns the exit code (0, 1 on a mismatch, 2 without torch)."""
+    try:
+        import torch
+    except ImportError:
+        print(INSTALL_HINT, file=sys.stderr)
+        return 2
+    try:
+        from rich.console import Console
+
+        console = Console(file=sys.stdout)
+        if not console.is_terminal:  # a log or a pipe: no wrapping at 80 columns
+            console = Console(file=sys.stdout, width=160)
+    except ImportError:
+        console = None
+    quick = bool(getattr(args, "quick", False))
+    device = getattr(args, "device", "all")
+    repeats, block_seconds = (3, 0.002) if quick else (15, 0.05)
+    settle = SETTLE  # even --quick: one spinning library can slow the next a thousandfold
+
+    env = environment(torch)
+    print(f"numnet {env['numnet']}, numpy {env['numpy']}, numba {env['numba']}, torch {env['torch']}; "
+          f"{env['processor']}, {env['cpu_count']} CPUs, threads: numba {env['numba_threads']}, "
+          f"torch {env['torch_threads']}; float32; median of {repeats} interleaved repeats"
+          + (" (--quick: small sizes, figures not meaningful)" if quick else ""), flush=True)
+
+    plan = []
+    if device in ("cpu", "all"):
+        plan.append(("cpu", cpu_cases(torch, quick), lambda: None))
+    bandwidth = None
+    if device in ("cuda", "all"):
+        why_not = _cuda_ready(torch)
+        if why_not:
+            print(f"cuda: skipped: {why_not}", flush=True)
+        else:
+            torch.backends.cuda.matmul.allow_tf32 = False  # float32 products in float32, as numnet's
+            torch.backends.cudnn.allow_tf32 = False
+            bandwidth = gpu_bandwidth(torch)
+            env["gpu"] = torch.cuda.get_device_name()
+            env["gpu_bandwidth_GBps"] = bandwidth
+            print(f"cuda: {env['gpu']}, peak memory bandwidth "
+                  f"{'unknown' if bandwidth is None else f'{bandwidth:.0f} GB/s'}; TF32 off", flush=True)
+            plan.append(("cuda", cuda_cases(torch, quick), torch.cuda.synchronize))
+
+    start, bar = _progress(console)
+    rows = []
+    if bar is not None:
+        bar.start()
+    try:
+        for name, factories, sync in plan:
+            rows += run_cases(name, factories, repeats, block_seconds,
+                              settle if name == "cpu" else {}, sync, start)
+    finally:
+        if bar is not None:
+            bar.stop()
+
+    targets = check_targets(rows, bandwidth)
+    print_table(rows, targets, console)
+    if getattr(args, "json", None):
+        with open(args.json, "w") as f:
+            json.dump({"environment": env, "quick": quick, "repeats": repeats,
+                       "block_seconds": block_seconds, "settle_seconds": settle,
+                       "rows": rows, "targets": targets}, f, indent=1)
+        print(f"wrote {args.json}")
+    if getattr(args, "plot", None):
+        try:
+            plot(rows, targets, args.plot)
+        except ImportError:
+            print("numnet bench: --plot needs matplotlib: pip install 'numnet[plot]'", file=sys.stderr)
+            return 2
+        print(f"wrote {args.plot}")
+    return 1 if any("mismatch" in r for r in rows) else 0

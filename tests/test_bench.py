@@ -1,0 +1,70 @@
+"""``numnet bench --quick`` runs in-process and writes its JSON and chart.
+
+No figure is asserted: speed is measured by the command, never by a test. These tests
+prove that the command works end to end (every op timed, the results checked against
+torch, the targets listed) and say how it fails without torch.
+"""
+import json
+import sys
+
+import pytest
+
+from numnet import bench
+from numnet.__main__ import main
+
+
+def test_quick_bench_writes_json_and_plot(tmp_path, capsys):
+    pytest.importorskip("torch")
+    pytest.importorskip("matplotlib")
+    out_json, out_png = tmp_path / "bench.json", tmp_path / "bench.png"
+    assert main(["bench", "--quick", "--device", "cpu", "--json", str(out_json), "--plot", str(out_png)]) == 0
+    printed = capsys.readouterr().out
+    assert "targets" in printed and "vs torch" in printed
+
+    report = json.loads(out_json.read_text())
+    rows = report["rows"]
+    assert {r["op"] for r in rows} == {"sigmoid", "dot", "mm", "linear", "forward", "randn"}
+    for r in rows:
+        assert "mismatch" not in r, r
+        assert set(r["median_time"]) == {"numnet", "numpy", "torch"}
+        assert all(len(t) == report["repeats"] for t in r["times"].values())
+        assert r["median_ratio"]["numnet"] == 1.0 and r["rate"] > 0
+    assert {t["op"] for t in report["targets"]} >= {"mm", "forward", "sigmoid"}
+    assert out_png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_cuda_rows_are_skipped_without_a_gpu(capsys):
+    pytest.importorskip("torch")
+    import torch
+
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is here: scripts/gpu-check times it")
+    assert main(["bench", "--quick", "--device", "cuda"]) == 0
+    assert "cuda: skipped" in capsys.readouterr().out
+
+
+def test_without_torch_it_says_how_to_install_it(monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "torch", None)  # import torch now raises ImportError
+    assert main(["bench", "--quick"]) == 2
+    assert "pip install" in capsys.readouterr().err
+
+
+def test_measure_interleaves_and_reports_ratios_to_numnet():
+    calls = {"numnet": lambda: sum(range(100)), "other": lambda: sum(range(300))}
+    timing = bench.measure(calls, repeats=3, block_seconds=0.001, settle={})
+    assert set(timing["times"]) == {"numnet", "other"}
+    assert all(len(t) == 3 for t in timing["times"].values())
+    assert timing["ratios"]["numnet"] == [1.0, 1.0, 1.0]
+    assert [round(r, 9) for r in timing["ratios"]["other"]] == [
+        round(o / n, 9) for o, n in zip(timing["times"]["other"], timing["times"]["numnet"])]
+
+
+def test_targets_read_the_rows():
+    rows = [{"device": "cpu", "op": "mm", "size": "1024x1024 @ 1024x1024", "rate": 100.0,
+             "median_ratio": {"numnet": 1.0, "numpy": 0.8, "torch": 1.5}},
+            {"device": "cuda", "op": "sigmoid kernel", "size": "10^8", "rate": 350.0,
+             "median_ratio": {"numnet": 1.0, "torch": 1.0}}]
+    found = {(t["device"], t["op"], t["size"]): t for t in bench.check_targets(rows, bandwidth=500.0)}
+    assert found["cpu", "mm", "1024x1024 @ 1024x1024"]["met"] is True  # 0.8 >= 0.7
+    assert found["cuda", "sigmoid kernel", "10^8"]["measured"] == pytest.approx(0.7)
+    assert found["cpu", "mm", "2048x2048 @ 2048x2048"]["measured"] is None  # not run

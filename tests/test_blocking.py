@@ -1,0 +1,200 @@
+"""The blocked matrix product at the edges of its blocks, and the vectorised e^x.
+
+numnet.kernels computes large products by blocks: MR-row panels of a, NR-column panels
+of b (16 float32, 8 float64), KC-deep slices of the sum, PANELS_PER_BLOCK panels per
+prange iteration, split over THREADS threads; products below BLOCKED_MIN multiply-adds,
+or with fewer than MR rows, take the plain loops. Each size here sits one below, at or
+one above one of those edges, and each result is checked three ways:
+
+- against the float64 references of tests/naive.py, within numnet.testing's bounds;
+- bit for bit against the plain loops: both add the k products of each output left to
+  right, so the blocking may change the speed, never the bits;
+- bit for bit across layouts and thread counts (the same bits on every run).
+"""
+import math
+import platform
+
+import numba
+import numpy as np
+import pytest
+
+import numnet
+from numnet import kernels as K
+from numnet.testing import assert_close, ulp_distance
+
+from . import naive
+from .strategies import layouts
+
+f32, f64 = np.float32, np.float64
+NR = {f32: K.tile_columns(f32), f64: K.tile_columns(f64)}
+
+
+def rand(*shape, dtype=f32, seed=0):
+    return np.random.default_rng(seed).standard_normal(shape).astype(dtype)
+
+
+def deep_enough(n, m):
+    """A depth k that sends an n x m product to the blocked kernel (at least one)."""
+    return max(1, math.ceil(K.BLOCKED_MIN / (n * m)))
+
+
+def edges(size):
+    return [size - 1, size, size + 1]
+
+
+def same_bits(got, want):
+    """Bit for bit, except that NaN's payload may differ (x86 picks an operand's)."""
+    nan = np.isnan(want)
+    assert np.array_equal(np.isnan(got), nan)
+    assert got[~nan].tobytes() == want[~nan].tobytes()
+
+
+def plain_loops(a, b, bias=None, act=K.IDENTITY):
+    out = np.empty((a.shape[0], b.shape[1]), a.dtype)
+    K._mm_loops(a, b, None if bias is None else bias.reshape(-1), out, act)
+    return out
+
+
+# (n, k, m): rows around MR, the rows of a block and of a round of blocks (one block per
+# thread); columns around NR; depths around KC and 2 KC; all deep enough to be blocked.
+ROWS = [K.MR, K.MR * K.PANELS_PER_BLOCK, K.MR * K.PANELS_PER_BLOCK * K.THREADS]
+SHAPES = (
+    [(n, deep_enough(n, 5), 5) for n in edges(K.MR)]
+    + [(n, deep_enough(n, 24), 24) for size in ROWS[1:] for n in edges(size)]
+    + [(13, k, 40) for k in edges(K.KC) + edges(2 * K.KC)]
+)
+
+
+@pytest.mark.parametrize("n, k, m", SHAPES)
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_mm_at_block_edges(n, k, m, dtype):
+    a, b = rand(n, k, dtype=dtype, seed=1), rand(k, m, dtype=dtype, seed=2)
+    out = numnet.mm(a, b)
+    value, _ = naive.mm_ref(a, b)
+    assert_close(out, naive.rounded(value, dtype), **naive.tolerance("mm", a, b))
+    same_bits(out, plain_loops(a, b))
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+@pytest.mark.parametrize("m_offset", [-1, 0, 1])
+def test_columns_at_panel_edges(dtype, m_offset):
+    m = NR[dtype] + m_offset
+    n, k = 48, deep_enough(48, m)
+    a, b = rand(n, k, dtype=dtype, seed=3), rand(k, m, dtype=dtype, seed=4)
+    bias = rand(m, dtype=dtype, seed=5)
+    out = numnet.linear(a, b, bias)
+    value, _ = naive.linear_ref(a, b, bias)
+    assert_close(out, naive.rounded(value, dtype), **naive.tolerance("linear", a, b, bias))
+    same_bits(out, plain_loops(a, b, bias))
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_forward_across_blocks(dtype):
+    """Batch one past a block of rows, widths one past a panel and past KC."""
+    batch = K.MR * K.PANELS_PER_BLOCK + 1
+    widths = [K.KC + 1, NR[dtype] + 1, NR[dtype] - 1]
+    x = rand(batch, widths[0], dtype=dtype, seed=6)
+    layers = [((rand(i, o, dtype=dtype, seed=7 + j) / np.sqrt(i)).astype(dtype), rand(o, dtype=dtype, seed=9 + j))
+              for j, (i, o) in enumerate(zip(widths, widths[1:]))]
+    out = numnet.forward(x, layers)
+    assert_close(out, naive.rounded(naive.forward_ref(x, layers), dtype), **naive.tolerance("forward", x, layers))
+    h = x
+    for W, b in layers:
+        h = plain_loops(h, W, b, K.SIGMOID)
+    same_bits(out, h)
+
+
+def test_small_and_wide_products_take_the_loops_and_agree():
+    """Fewer rows than MR (a batch of one through a wide layer) stays on the loops."""
+    a, b = rand(K.MR - 1, 300, seed=10), rand(300, 200, seed=11)
+    assert (K.MR - 1) * 300 * 200 >= K.BLOCKED_MIN
+    same_bits(numnet.mm(a, b), plain_loops(a, b))
+
+
+def test_corners_propagate_through_the_blocked_kernel():
+    n, k, m = 30, 200, 40
+    a, b = rand(n, k, seed=12), rand(k, m, seed=13)
+    a[0, 0], a[1, 5], a[2, :] = np.nan, np.inf, 0.0
+    b[7, 3], b[:, 39] = -np.inf, 1e30
+    out = numnet.mm(a, b)
+    same_bits(out, plain_loops(a, b))
+    assert np.isnan(out[0]).all() and np.isinf(out[1]).any()
+    assert not np.isnan(out[3:, :3]).any()
+
+
+def test_layouts_and_thread_counts_give_the_same_bits():
+    n, k, m = 2 * K.MR * K.PANELS_PER_BLOCK + 5, K.KC + 3, 2 * NR[f32] + 3
+    a, b = rand(n, k, seed=14), rand(k, m, seed=15)
+    bias = rand(m, seed=16)
+    want = numnet.linear(a, b, bias)
+    for name, view in layouts(a).items():
+        assert numnet.linear(view, layouts(b)[name], bias).tobytes() == want.tobytes(), name
+    threads = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        assert numnet.linear(a, b, bias).tobytes() == want.tobytes()
+    finally:
+        numba.set_num_threads(threads)
+    assert all(numnet.linear(a, b, bias).tobytes() == want.tobytes() for _ in range(3))
+
+
+# -- e^x -------------------------------------------------------------------------------------
+
+def test_expf_table_is_two_to_the_i_over_32():
+    """_EXP2F_TABLE[i] + (i << 47) are the bits of 2^(i/32) rounded to float64: the 32nd
+    root of 2^i by five integer square roots, rounded to 53 bits."""
+    for i, bits in enumerate(K._EXP2F_TABLE):
+        root = 2**i << (32 * 80)  # 2^(i/32) * 2^80, as an integer, after the roots
+        for _ in range(5):
+            root = math.isqrt(root)
+        value = root / 2**80  # float() of a big int ratio rounds to nearest
+        assert np.float64(value).view(np.uint64) == int(bits) + (i << 47), i
+
+
+@numba.njit
+def _expf_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = K.expf(x[i])
+
+
+@numba.njit
+def _libm_expf_all(x, out):
+    for i in range(x.shape[0]):
+        out[i] = np.exp(x[i])
+
+
+def test_expf_is_within_one_ulp_and_saturates():
+    bits = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32)  # ~1e6 floats of every sign and size
+    x = np.concatenate([bits.view(f32), np.array([88.72283, 88.72284, -103.97208, -103.9721, -np.inf, np.inf, np.nan, 0, -0.0], f32)])
+    out = np.empty_like(x)
+    _expf_all(x, out)
+    with np.errstate(all="ignore"):
+        exact = np.exp(x.astype(f64)).astype(f32)  # float64 e^x, rounded: within 0.5 ULP + 2^-29
+    finite = np.isfinite(exact) & (exact > np.finfo(f32).tiny)
+    assert ulp_distance(out[finite], exact[finite]).max() <= 1
+    assert (out[np.isnan(x)] != out[np.isnan(x)]).all()
+    assert out[-5] == 0 and out[-4] == np.inf and out[-2] == 1 and out[-1] == 1
+    assert out[-9 + 1] == np.inf and out[-9] < np.inf  # just above and at log(max float32)
+
+
+def test_expf_gives_the_c_librarys_bits():
+    """Against the C library's expf (numba's np.exp on a float32): equal wherever that
+    is glibc's algorithm (x86-64 glibc >= 2.28; checked on every float32 with 2.36)."""
+    libc, version = platform.libc_ver()
+    if libc != "glibc" or tuple(map(int, version.split(".")[:2])) < (2, 28):
+        pytest.skip(f"the C library is {libc} {version}, not glibc >= 2.28")
+    x = np.linspace(-104, 89, 2_000_001, dtype=f32)
+    ours, libm = np.empty_like(x), np.empty_like(x)
+    _expf_all(x, ours)
+    _libm_expf_all(x, libm)
+    same_bits(ours, libm)
+
+
+def test_sigmoid_kernel_in_chunks_equals_one_at_a_time():
+    """Past CHUNK elements sigmoid runs in parallel chunks: each element computed alike."""
+    x = rand(3 * K.CHUNK + 7, seed=17) * 30
+    out = numnet.sigmoid(x)
+    one = np.ones(1, f32)
+    want = np.array([K.sigma(v, one[0]) for v in x[:: K.CHUNK // 3]], f32)
+    assert out[:: K.CHUNK // 3].tobytes() == want.tobytes()
+    assert_close(out, naive.rounded(naive.sigmoid_ref(x), f32), **naive.tolerance("sigmoid", x))
