@@ -599,6 +599,11 @@ def main(args):
           f"torch {env['torch_threads']}; float32; median of {repeats} interleaved repeats"
           + (" (--quick: small sizes, figures not meaningful)" if quick else ""), flush=True)
 
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    env["load_average_at_start"] = load
+    if load > 0.5:
+        print(f"warning: load average {load:.2f}: other processes share the CPUs; the ratios "
+              "will vary from run to run", flush=True)
     plan = []
     if device in ("cpu", "all"):
         plan.append(("cpu", cpu_cases(torch, quick), lambda: None))
