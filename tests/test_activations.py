@@ -3,7 +3,6 @@ references in tests/naive.py, with numnet.testing's activation-aware bounds
 (forward_bound: slopes 1/4, 1, 1, 1; rounding SIGMOID_ULP, 0, TANH_ULP, 0), on the
 CPU and, small, on numnet.cuda; the corners each activation must keep; and a check
 that the bound fails a wrong activation."""
-import warnings
 
 import numpy as np
 import pytest
@@ -21,23 +20,7 @@ from .strategies import arrays, dtypes
 activations = st.sampled_from(ACTIVATIONS)
 
 
-@pytest.fixture(autouse=True)
-def no_runtime_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield
-
-
-@pytest.fixture(params=["cpu", "cuda"])
-def ops(request):
-    """numnet (the CPU kernels) or numnet.cuda (a GPU, or Numba's CUDA simulator)."""
-    if request.param == "cpu":
-        return numnet
-    from numnet import cuda
-
-    if not cuda.is_available():
-        pytest.skip("no CUDA GPU and no simulator (set NUMBA_ENABLE_CUDASIM=1)")
-    return cuda
+pytestmark = pytest.mark.usefixtures("no_runtime_warnings")  # tests/conftest.py
 
 
 def random_network(data, dtype, max_dim=9, corners=True):

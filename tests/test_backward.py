@@ -4,7 +4,6 @@ finite differences, with numnet.testing's bounds (grads_tolerance, softmax_toler
 stated and justified there); every bad input and its message; NaN; empty batches; and
 the same on numnet.cuda (in Numba's CUDA simulator on CPU machines, at small sizes).
 """
-import warnings
 
 import numpy as np
 import pytest
@@ -22,23 +21,7 @@ from .strategies import arrays, dtypes
 f32, f64 = np.float32, np.float64
 
 
-@pytest.fixture(autouse=True)
-def no_runtime_warnings():
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", RuntimeWarning)
-        yield
-
-
-@pytest.fixture(params=["cpu", "cuda"])
-def ops(request):
-    """numnet (the CPU kernels) or numnet.cuda (a GPU, or Numba's CUDA simulator)."""
-    if request.param == "cpu":
-        return numnet
-    from numnet import cuda
-
-    if not cuda.is_available():
-        pytest.skip("no CUDA GPU and no simulator (set NUMBA_ENABLE_CUDASIM=1)")
-    return cuda
+pytestmark = pytest.mark.usefixtures("no_runtime_warnings")  # tests/conftest.py
 
 
 def prefix(ops):

@@ -8,14 +8,12 @@ numba device arrays. Every layer's output stays on the GPU between the forward a
 backward pass. A cross_entropy target is read on the host for its range check (a GPU
 target is copied over: one integer per row).
 """
-import warnings
 
 import numpy as np
 
 from numnet import _checks as C
 from numnet.backward import CROSS_ENTROPY, MSE, read_network
 from numnet.cuda.ops import (
-    K,
     _bias_row,
     _flat,
     _gpu,
@@ -36,19 +34,6 @@ except Exception:  # numba-cuda missing: every op raises CudaUnavailableError fi
     BK = None
 
 
-def _launch(kernel, shape):
-    """numnet.cuda.ops.launch, also quiet about this module's kernels in the simulator
-    (its NumPy scalars warn where a GPU quietly makes inf or NaN)."""
-    configured = launch(kernel, shape)
-    if not K.SIMULATED:
-        return configured
-
-    def run(*args):
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=BK.__name__)
-            configured(*args)
-
-    return run
 
 
 def _rows_op(op, kernel, x):
@@ -60,7 +45,7 @@ def _rows_op(op, kernel, x):
     rows = x.size // c if c else int(np.prod(x.shape[:-1], dtype=np.int64))
     out = cuda.device_array(x.shape, dtype)
     if out.size:
-        _launch(kernel, launch_shape(rows))(_flat(x).reshape(rows, c), out.reshape(rows, c))
+        launch(kernel, launch_shape(rows))(_flat(x).reshape(rows, c), out.reshape(rows, c))
     return _result(out, _on_gpu(x))
 
 
@@ -82,7 +67,7 @@ def _mean(row_sums, count, sign, dtype):
     if count == 0:
         out.copy_to_device(np.array(np.nan, dtype))
     else:
-        _launch(BK.mean_kernel, launch_shape(1))(row_sums, dtype.type(count), dtype.type(sign), out.reshape(1))
+        launch(BK.mean_kernel, launch_shape(1))(row_sums, dtype.type(count), dtype.type(sign), out.reshape(1))
     return out
 
 
@@ -111,7 +96,7 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
         count = y.size
         norm = dtype.type(2.0 / count) if count else dtype.type(1)
         if n:
-            _launch(BK.mse_kernel, launch_shape(n))(y, _gpu(target), output, norm, delta, row_sums)
+            launch(BK.mse_kernel, launch_shape(n))(y, _gpu(target), output, norm, delta, row_sums)
         value = _mean(row_sums, count, 1, dtype)
     else:
         assert loss == CROSS_ENTROPY
@@ -119,7 +104,7 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
         if n:
             logp = cuda.device_array(y.shape, dtype)
             classes = cuda.to_device(target)
-            _launch(BK.cross_entropy_kernel, launch_shape(n))(y, classes, output, inv, logp, delta, row_sums)
+            launch(BK.cross_entropy_kernel, launch_shape(n))(y, classes, output, inv, logp, delta, row_sums)
         value = _mean(row_sums, n, -1, dtype)
     grads = [None] * len(pairs)
     for i in range(len(pairs) - 1, -1, -1):
@@ -128,14 +113,14 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
         dW = cuda.device_array((k, m), dtype)
         db = cuda.device_array(m, dtype)
         if dW.size:
-            _launch(BK.matmul_tn_kernel, launch_shape(k, m))(hs[i], delta, dW)
+            launch(BK.matmul_tn_kernel, launch_shape(k, m))(hs[i], delta, dW)
         if m:
-            _launch(BK.column_sum_kernel, launch_shape(m))(delta, db)
+            launch(BK.column_sum_kernel, launch_shape(m))(delta, db)
         grads[i] = (_result(dW, on_gpu), _result(db.reshape(b.shape), on_gpu))
         if i:
             below = cuda.device_array((n, k), dtype)  # dl/dz_i: (n, k_i)
             if below.size:
-                _launch(BK.backprop_kernel, launch_shape(n, k))(delta, W, hs[i], hidden, below)
+                launch(BK.backprop_kernel, launch_shape(n, k))(delta, W, hs[i], hidden, below)
             delta = below
     return _result(value, on_gpu), grads
 
@@ -175,7 +160,7 @@ class SGD:
             g = _gpu(g).reshape(_matrix_shape(p)) if g.ndim == 1 else _gpu(g)
             buf = g if self.momentum == 0 else self.buffers[k]
             P = device_p.reshape(_matrix_shape(p)) if p.ndim == 1 else device_p
-            _launch(BK.sgd_kernel, launch_shape(*P.shape))(P, g, buf, lr, momentum, first)
+            launch(BK.sgd_kernel, launch_shape(*P.shape))(P, g, buf, lr, momentum, first)
             if device_p is not p:
                 p[...] = device_p.copy_to_host()
 

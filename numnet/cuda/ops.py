@@ -165,7 +165,8 @@ def launch(kernel, shape):
 
     def run(*args):
         with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=RuntimeWarning, module=K.__name__)
+            # every numnet.cuda kernel module: kernels, backward_kernels
+            warnings.filterwarnings("ignore", category=RuntimeWarning, module=r"numnet\.cuda\.")
             configured(*args)
 
     return run
