@@ -18,19 +18,10 @@ torch's CPU kernels term by term (noted where it matters), so results agree with
 within numnet.testing's bounds, often bit for bit.
 """
 import numpy as np
-from numba import types
-from numba.extending import intrinsic
 
 from numnet._jit import jit
+from numnet._llvm import fma
 from numnet.kernels import RELU, SIGMOID, TANH
-
-
-@intrinsic
-def fma(typingctx, a, b, c):
-    """a * b + c rounded once (llvm.fma: one vfmadd instruction on x86 CPUs with FMA)."""
-    if not (a == b == c and isinstance(a, types.Float)):
-        return None
-    return a(a, a, a), lambda context, builder, signature, args: builder.fma(*args)
 
 
 @jit(inline="always")

@@ -7,7 +7,7 @@ input on purpose (``x.dtype.type(0)``): float32 in, float32 sums, as torch does.
 **The order of the sums.** Every output of mm, linear and forward, and dot, is summed
 left to right (p = 0, 1, ..., k-1), starting from 0, with one rounding for each product
 and one for each addition: no fused multiply-add (no fastmath flag is set anywhere in
-this file, so LLVM contracts nothing; the one explicit ``_fma`` is inside expf, as in
+this file, so LLVM contracts nothing; the one explicit ``fma`` is inside expf, as in
 glibc). That is the definition written out, and it is also the order torch.mm uses
 for the notebook's 1x5 @ 5x1 product, so the notebook's outputs equal torch's bit for
 bit. The order does not depend on the size, the memory layout or the number of threads:
@@ -45,11 +45,10 @@ AVX2 CPU (16 registers of 256 bits) the same tile needs 24 and spills, and MR = 
 sysdeps/ieee754/flt-32/e_expf.c, from Arm's optimized-routines), written out here in
 float64 so that LLVM can vectorise a loop of sigmoids; it gives the same bits as the
 C library's expf on every float32 input (checked on all 2^32 of them against glibc 2.36,
-whose x86-64 expf fuses its multiply-adds, as the ``_fma`` calls below do). float64
+whose x86-64 expf fuses its multiply-adds, as the ``fma`` calls below do). float64
 e^x is the C library's exp.
 """
 import numpy as np
-from llvmlite import ir
 from numba import config, literal_unroll, prange, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
@@ -57,32 +56,9 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
 from numnet._jit import jit
+from numnet._llvm import float_bits, float_from_bits, fma
 
 # -- LLVM primitives -------------------------------------------------------------------
-
-
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """fma(a, b, c) = a*b + c with one rounding, float64 (llvm.fma.f64)."""
-    if (a, b, c) != (types.float64,) * 3:
-        return None
-    return types.float64(a, b, c), lambda context, builder, sig, args: builder.fma(*args)
-
-
-@intrinsic
-def _bits(typingctx, x):
-    """The IEEE bits of a float64, as a uint64."""
-    if x != types.float64:
-        return None
-    return types.uint64(x), lambda context, builder, sig, args: builder.bitcast(args[0], ir.IntType(64))
-
-
-@intrinsic
-def _from_bits(typingctx, i):
-    """The float64 whose IEEE bits are the uint64 i."""
-    if i != types.uint64:
-        return None
-    return types.float64(i), lambda context, builder, sig, args: builder.bitcast(args[0], ir.DoubleType())
 
 
 @intrinsic
@@ -194,12 +170,12 @@ def expf(x):
     float32 at the end. Saturates to inf above 88.72 and to 0 below -103.97; NaN stays NaN.
     """
     xd = np.float64(x)
-    kd = _fma(_INV_LN2_32, xd, _SHIFT)  # k + 1.5 * 2^52: k sits in the low bits
-    ki = _bits(kd)
+    kd = fma(_INV_LN2_32, xd, _SHIFT)  # k + 1.5 * 2^52: k sits in the low bits
+    ki = float_bits(kd)
     kd -= _SHIFT
-    r = _fma(_INV_LN2_32, xd, -kd)
-    s = _from_bits(_EXP2F_TABLE[ki & np.uint64(31)] + (ki << np.uint64(47)))  # 2^(k/32)
-    y = _fma(_fma(_C0, r, _C1), r * r, _fma(_C2, r, 1.0)) * s
+    r = fma(_INV_LN2_32, xd, -kd)
+    s = float_from_bits(_EXP2F_TABLE[ki & np.uint64(31)] + (ki << np.uint64(47)))  # 2^(k/32)
+    y = fma(fma(_C0, r, _C1), r * r, fma(_C2, r, 1.0)) * s
     e = np.float32(y)
     if x > _EXPF_OVERFLOW:
         e = np.float32(np.inf)

@@ -35,11 +35,9 @@ import operator
 import os
 
 import numpy as np
-from llvmlite import ir
-from numba import types
-from numba.extending import intrinsic
 
 from numnet._jit import jit
+from numnet._llvm import float_bits, float_from_bits, fma
 
 _N, _M = 624, 397  # mt19937: state words, twist offset
 _MATRIX_A = np.uint32(0x9908B0DF)
@@ -80,34 +78,6 @@ def _kernel(fn=None, *, inline="never"):
     generator at once, as torch's generator mutex does. inline="always" for the
     per-element helpers: LLVM alone leaves them as calls, 4x slower."""
     return jit(fn, inline=inline)
-
-
-# ---------------------------------------------------------------- LLVM primitives
-@intrinsic
-def _fma(typingctx, a, b, c):
-    """fma(a, b, c) = a*b + c rounded once, float32 (llvm.fma.f32: vfmadd on x86)."""
-    if (a, b, c) != (types.float32,) * 3:
-        return None
-    sig = types.float32(types.float32, types.float32, types.float32)
-    return sig, lambda context, builder, signature, args: builder.fma(*args)
-
-
-@intrinsic
-def _bits(typingctx, x):
-    """The IEEE bits of a float32, as an int32."""
-    if x != types.float32:
-        return None
-    sig = types.int32(types.float32)
-    return sig, lambda context, builder, signature, args: builder.bitcast(args[0], ir.IntType(32))
-
-
-@intrinsic
-def _from_bits(typingctx, i):
-    """The float32 whose IEEE bits are the int32 i."""
-    if i != types.int32:
-        return None
-    sig = types.float32(types.int32)
-    return sig, lambda context, builder, signature, args: builder.bitcast(args[0], ir.FloatType())
 
 
 # ---------------------------------------------------------------- mt19937
@@ -225,26 +195,26 @@ def _fill_uniform24(mt, pos, u):
 def _log_avx2(v):
     """log(v) for float32 v > 0 as avx_mathfun's log256_ps: v = m * 2**e, m in [sqrt(1/2), sqrt 2),
     x = m - 1, log v = x - x**2/2 + x**3 P(x) + e ln 2 (ln 2 split in q2 + q1), fma-contracted."""
-    b = _bits(v)
+    b = float_bits(v)
     e = np.float32(np.int32((b >> 23) - 127)) + _ONE
-    m = _from_bits(np.int32((b & ~0x7F800000) | 0x3F000000))  # same mantissa, in [0.5, 1)
+    m = float_from_bits(np.int32((b & ~0x7F800000) | 0x3F000000))  # same mantissa, in [0.5, 1)
     if m < _SQRTHF:
         e = e - _ONE
         x = (m - _ONE) + m
     else:
         x = (m - _ONE) + _ZERO
     z = x * x
-    y = _fma(_LOG_P0, x, _LOG_P1)
-    y = _fma(y, x, _LOG_P2)
-    y = _fma(y, x, _LOG_P3)
-    y = _fma(y, x, _LOG_P4)
-    y = _fma(y, x, _LOG_P5)
-    y = _fma(y, x, _LOG_P6)
-    y = _fma(y, x, _LOG_P7)
-    y = _fma(y, x, _LOG_P8)
-    y = _fma(y * x, z, e * _LOG_Q1)  # GCC fuses the first product it meets: (y x) z, not e q1
-    y = _fma(-z, _HALF, y)
-    return _fma(e, _LOG_Q2, x + y)
+    y = fma(_LOG_P0, x, _LOG_P1)
+    y = fma(y, x, _LOG_P2)
+    y = fma(y, x, _LOG_P3)
+    y = fma(y, x, _LOG_P4)
+    y = fma(y, x, _LOG_P5)
+    y = fma(y, x, _LOG_P6)
+    y = fma(y, x, _LOG_P7)
+    y = fma(y, x, _LOG_P8)
+    y = fma(y * x, z, e * _LOG_Q1)  # GCC fuses the first product it meets: (y x) z, not e q1
+    y = fma(-z, _HALF, y)
+    return fma(e, _LOG_Q2, x + y)
 
 
 @_kernel(inline="always")
@@ -254,16 +224,16 @@ def _sincos_avx2(t):
     swapped and negated by the octant, fma-contracted."""
     j = (np.int32(t * _FOPI) + np.int32(1)) & np.int32(~1)
     y = np.float32(j)
-    x = _fma(y, _DP1, t)
-    x = _fma(y, _DP2, x)
-    x = _fma(y, _DP3, x)
+    x = fma(y, _DP1, t)
+    x = fma(y, _DP2, x)
+    x = fma(y, _DP3, x)
     z = x * x
-    c = _fma(_COS_P0, z, _COS_P1)
-    c = _fma(c, z, _COS_P2)
-    c = _fma(c * z, z, -(z * _HALF)) + _ONE  # again (c z) z is fused, z/2 is not
-    s = _fma(_SIN_P0, z, _SIN_P1)
-    s = _fma(s, z, _SIN_P2)
-    s = _fma(s * z, x, x)
+    c = fma(_COS_P0, z, _COS_P1)
+    c = fma(c, z, _COS_P2)
+    c = fma(c * z, z, -(z * _HALF)) + _ONE  # again (c z) z is fused, z/2 is not
+    s = fma(_SIN_P0, z, _SIN_P1)
+    s = fma(s, z, _SIN_P2)
+    s = fma(s * z, x, x)
     if (j & 2) != 0:
         s, c = c, s
     # torch blends the two polynomials with masks and an add: each result gets a +0.0.
