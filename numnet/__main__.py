@@ -5,6 +5,7 @@
     numnet parity [--device cpu|cuda|all] [--seed N]     needs torch
     numnet bench [--quick] [--plot FILE.png] [--json FILE] needs torch
     numnet train [--data digits|mnist] [--plot FILE.png]
+    numnet cache [--clear]         where the compiled code lives, and its size
 
 Only argparse is imported up front, so ``numnet --help`` answers at once; each command
 imports what it needs.
@@ -99,7 +100,45 @@ def build_parser():
     train.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
                        help="numnet's CPU kernels or numnet.cuda (default: cpu)")
     # -- end train --
+
+    cache = commands.add_parser(
+        "cache",
+        help="where numnet keeps its compiled code, and how much (--clear empties it)",
+        description="Show numnet's compiled-code cache: its folder, the directory for this "
+        "numnet's sources and numba version, older ones kept beside it, their sizes.",
+    )
+    cache.add_argument("--clear", action="store_true", help="delete all of it (the next run compiles again)")
     return parser
+
+
+def _megabytes(size):
+    return f"{size / 1e6:.1f} MB"
+
+
+def cache_command(clear):
+    """``numnet cache [--clear]``."""
+    from numnet import _jit
+
+    if clear:
+        print(f"numnet cache: removed {_megabytes(_jit.clear_cache())}")
+        return 0
+    tags, (legacy, legacy_size, legacy_files) = _jit.cache_report()
+    if _jit.CACHE_ROOT is None:
+        print("numnet cache: no writable folder found; numnet runs without a cache")
+    else:
+        print(f"folder   {_jit.CACHE_ROOT}")
+        print("         (the first writable of $NUMNET_CACHE_DIR, $NUMBA_CACHE_DIR/numnet, "
+              "~/.cache/numnet, a temp folder)")
+        if not any(current for *_, current in tags):
+            print(f"current  {_jit.CACHE_TAG}: empty (nothing compiled yet)")
+        for path, size, files, current in tags:
+            label = "current" if current else "older"
+            print(f"{label:<8} {path.name}: {_megabytes(size)} in {files} files")
+        print(f"total    {_megabytes(sum(size for _, size, _, _ in tags))}")
+    if legacy_files:
+        print(f"left by an older numnet beside its sources: {_megabytes(legacy_size)} in {legacy_files} files "
+              "(numnet cache --clear removes them)")
+    return 0
 
 
 def main(argv=None):
@@ -121,6 +160,8 @@ def main(argv=None):
         from numnet.train import main as train_main
 
         return train_main(args)
+    if args.command == "cache":
+        return cache_command(args.clear)
     return 2
 
 

@@ -18,6 +18,7 @@ import numpy as np
 from numnet import _checks as C
 from numnet import backward_kernels as BK
 from numnet import kernels as K
+from numnet._jit import threads
 
 MSE, CROSS_ENTROPY = 0, 1  # positions in numnet._checks.LOSSES
 
@@ -119,7 +120,7 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
     hs = [x]
     for i, (W, b) in enumerate(pairs, start=1):
         h = np.empty((n, W.shape[1]), dtype)  # (n, k_i)
-        K.linear_act_kernel(hs[-1], W, b, h, output if i == len(pairs) else hidden)
+        K.linear_act_kernel(hs[-1], W, b, h, output if i == len(pairs) else hidden, threads())
         hs.append(h)
     delta = np.empty(hs[-1].shape, dtype)  # dl/dz_L: (n, k_L)
     if loss == MSE:

@@ -36,6 +36,8 @@ import time
 
 import numpy as np
 
+from numnet._jit import threads
+
 # The targets of issue 6: (device, op, size, competitor, minimum ratio). For the GPU
 # sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
 # memory bandwidth (the kernel alone: the op also allocates its output, with cudaMalloc).
@@ -158,7 +160,7 @@ def cpu_cases(torch, quick):
             np.reciprocal(out, out=out)
 
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out), "numpy": numpy_sigmoid,
+            calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out, threads()), "numpy": numpy_sigmoid,
                      "torch": lambda: torch.sigmoid(t, out=t_out)}
         return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
 

@@ -244,16 +244,23 @@ def _sigmoid_loop(x, out):
 
 
 @jit(parallel=True)
-def sigmoid_kernel(x, out):
-    """out[i] = sigma(x[i]) over flat arrays; in chunks of CHUNK on every core."""
+def _sigmoid_chunks(x, out):
+    """out[i] = sigma(x[i]) over flat arrays, in chunks of CHUNK on every core."""
     n = x.shape[0]
-    if n <= CHUNK:  # a notebook-sized call: no threads to wake
-        _sigmoid_loop(x, out)
-        return
     for c in prange((n + CHUNK - 1) // CHUNK):
         start = c * CHUNK
         stop = min(start + CHUNK, n)
         _sigmoid_loop(x[start:stop], out[start:stop])
+
+
+@jit
+def sigmoid_kernel(x, out, threads):
+    """out[i] = sigma(x[i]) over flat arrays: on every core when there are more than
+    CHUNK elements and ``threads`` (numnet._jit.threads()) allows more than one."""
+    if threads > 1 and x.shape[0] > CHUNK:
+        _sigmoid_chunks(x, out)
+    else:  # a notebook-sized call: no threads to wake
+        _sigmoid_loop(x, out)
 
 
 @jit
@@ -433,12 +440,13 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
             tile[i, j] = acc[i, j]
 
 
-@jit(parallel=True, error_model="numpy")
-def _mm_blocked(a, b, bias, out, act):
+def _mm_by_blocks(a, b, bias, out, act):
     """out = f(a @ b + bias) by blocks, on every core (the module docstring has the plan).
 
     a: (n, k) @ b: (k, m) -> out: (n, m), k > 0; bias: (m,) or None. Each output element
-    is computed by one thread, p in order: the same bits as _mm_loops.
+    is computed by one thread, p in order: the same bits as _mm_loops. Compiled twice,
+    below: with threads (_mm_blocked) and without (_mm_blocked_serial, where prange is
+    range), for processes that must not start threads (numnet._jit.threads).
     """
     n, k = a.shape
     m = b.shape[1]
@@ -491,6 +499,10 @@ def _mm_blocked(a, b, bias, out, act):
                                 out[i0 + i, j0 + j] = tile[i, j]
 
 
+_mm_blocked = jit(parallel=True, error_model="numpy")(_mm_by_blocks)
+_mm_blocked_serial = jit(error_model="numpy")(_mm_by_blocks)
+
+
 @jit(inline="always")
 def loops_suffice(n, k, m):
     """True when an (n, k) @ (k, m) product is too small for the blocked kernel to pay
@@ -500,31 +512,34 @@ def loops_suffice(n, k, m):
 
 
 @jit
-def _mm(a, b, bias, out, act):
-    """out = f(a @ b + bias): the plain loops for small products, else the blocked one."""
+def _mm(a, b, bias, out, act, threads):
+    """out = f(a @ b + bias): the plain loops for small products, else the blocked one,
+    on every core if ``threads`` (numnet._jit.threads()) allows more than one."""
     if loops_suffice(a.shape[0], a.shape[1], b.shape[1]):
         _mm_loops(a, b, bias, out, act)
-    else:
+    elif threads > 1:
         _mm_blocked(_as_strided(a), _as_strided(b), bias, out, act)
+    else:
+        _mm_blocked_serial(_as_strided(a), _as_strided(b), bias, out, act)
 
 
 @jit
-def mm_kernel(a, b, out):
+def mm_kernel(a, b, out, threads):
     """out = a @ b.  a: (n, k) @ b: (k, m) -> out: (n, m).
 
     out[i, j] = sum_p a[i, p] * b[p, j], p in order (the module docstring says how).
     """
-    _mm(a, b, None, out, IDENTITY)
+    _mm(a, b, None, out, IDENTITY, threads)
 
 
 @jit
-def linear_act_kernel(x, W, bias, out, act):
+def linear_act_kernel(x, W, bias, out, act, threads):
     """out = f(x @ W + bias): one layer, bias and activation fused in; f numbered ``act``.
 
     x: (n, k) @ W: (k, m) + bias: (m,) or (1, m) -> out: (n, m). The bias is added after
     the sum, as torch.addmm does; act = IDENTITY makes this numnet.linear.
     """
-    _mm(x, W, _as_strided(bias_row(bias)), out, act)
+    _mm(x, W, _as_strided(bias_row(bias)), out, act, threads)
 
 
 @jit

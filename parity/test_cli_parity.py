@@ -54,8 +54,8 @@ def test_parity_passes_on_every_path():
 def test_parity_fails_on_a_wrong_kernel(monkeypatch):
     real = kernels.mm_kernel
 
-    def off_by_a_little(a, b, out):
-        real(a, b, out)
+    def off_by_a_little(a, b, out, threads):
+        real(a, b, out, threads)
         out[...] = out * np.float32(1.001) + np.float32(1e-3)  # a fault parity must catch
 
     monkeypatch.setattr(kernels, "mm_kernel", off_by_a_little)

@@ -148,6 +148,9 @@ def test_layouts_and_thread_counts_give_the_same_bits():
     finally:
         numba.set_num_threads(threads)
     assert all(numnet.linear(a, b, bias).tobytes() == want.tobytes() for _ in range(3))
+    serial = np.empty_like(want)  # the serial twin (a forked child of an OpenMP parent)
+    K.linear_act_kernel(a, b, bias, serial, K.IDENTITY, 1)
+    assert serial.tobytes() == want.tobytes()
 
 
 # -- e^x -------------------------------------------------------------------------------------
