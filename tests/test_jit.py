@@ -1,33 +1,59 @@
-"""numnet._jit: compiled kernels are cached, and a read-only install without a writable
-home falls back to a per-user folder in the temp directory instead of failing."""
-from numba import config
+"""numnet._jit's choice of cache folder and its thread count, in this process (the
+processes that share a cache are tests/test_cache.py's)."""
+import os
+
+import numba
 
 from numnet import _jit
 
 
-def test_no_locator_falls_back_to_a_temp_cache_dir(monkeypatch):
-    calls = []
-
-    def fake_njit(**options):
-        calls.append((options, config.CACHE_DIR))
-        if options.get("cache") and not config.CACHE_DIR:
-            raise RuntimeError("cannot cache function 'f': no locator available for file '/ro/f.py'")
-        return lambda fn: ("compiled", options)
-
-    monkeypatch.setattr(_jit, "njit", fake_njit)
-    monkeypatch.setattr(config, "CACHE_DIR", "")
-    compiled = _jit.jit(lambda x: x, inline="always")
-    assert compiled == ("compiled", {"cache": True, "inline": "always"})
-    assert config.CACHE_DIR == _jit._temp_cache_dir()
-    assert len(calls) == 2
+def test_the_first_writable_folder_is_taken(monkeypatch, tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.touch()
+    monkeypatch.setenv("NUMNET_CACHE_DIR", str(a_file / "cache"))  # cannot be made
+    monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
+    assert _jit._writable_root() == tmp_path / "numba" / "numnet"
+    monkeypatch.delenv("NUMBA_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(a_file))
+    monkeypatch.setattr(_jit.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
+    assert _jit._writable_root().parent == tmp_path / "tmp"
 
 
-def test_no_cache_at_all_still_compiles(monkeypatch):
-    def fake_njit(**options):
-        if options.get("cache"):
-            raise RuntimeError("cannot cache function 'f': no locator available")
-        return lambda fn: ("compiled", options)
+def test_numnet_cache_0_turns_the_cache_off(monkeypatch):
+    monkeypatch.setenv("NUMNET_CACHE", "0")
+    assert _jit._writable_root() is None
 
-    monkeypatch.setattr(_jit, "njit", fake_njit)
-    monkeypatch.setattr(config, "CACHE_DIR", "/somewhere/read-only")
-    assert _jit.jit(lambda x: x) == ("compiled", {})
+
+def test_options_name_the_files_apart():
+    """The threaded and the serial compilation of one function must not share files
+    (numba's index key does not hold the options)."""
+    def f(x):
+        return x
+
+    parallel = _jit._CacheImpl(f, {"parallel": True}).filename_base
+    serial = _jit._CacheImpl(f, {}).filename_base
+    assert parallel != serial and f.__qualname__.replace("<", "").replace(">", "") in serial
+
+
+def test_threads_leaves_out_the_cores_others_keep_busy(monkeypatch):
+    cores = numba.config.NUMBA_NUM_THREADS
+    readings = iter([0.0, cores * _jit.SAMPLE_SECONDS])  # the whole machine busy between readings
+    monkeypatch.setattr(_jit, "_machine_busy_seconds", lambda: next(readings))
+    monkeypatch.setattr(os, "times", lambda: os.times_result((0, 0, 0, 0, 0)))
+    load = _jit._Load()
+    load.read(100.0)
+    load.read(100.0 + _jit.SAMPLE_SECONDS)
+    assert load.threads == 1
+    assert load.next_reading == 100.0 + 2 * _jit.SAMPLE_SECONDS
+
+
+def test_threads_counts_this_process_as_no_one_else(monkeypatch):
+    cores = numba.config.NUMBA_NUM_THREADS
+    readings = iter([0.0, cores * _jit.SAMPLE_SECONDS])
+    spent = iter([0.0, cores * _jit.SAMPLE_SECONDS])  # and all of it was ours
+    monkeypatch.setattr(_jit, "_machine_busy_seconds", lambda: next(readings))
+    monkeypatch.setattr(os, "times", lambda: os.times_result((next(spent), 0, 0, 0, 0)))
+    load = _jit._Load()
+    load.read(100.0)
+    load.read(100.0 + _jit.SAMPLE_SECONDS)
+    assert load.threads == cores
