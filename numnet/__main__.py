@@ -5,6 +5,7 @@
     numnet parity [--device cpu|cuda|all] [--seed N]     needs torch
     numnet bench [--quick] [--plot FILE.png] [--json FILE] needs torch
     numnet train [--data digits|mnist] [--plot FILE.png]
+    numnet gpu-report [--quick] [--json FILE]     every op on this GPU: correct? how fast?
     numnet cache [--clear]         where the compiled code lives, and its size
 
 Only argparse is imported up front, so ``numnet --help`` answers at once; each command
@@ -101,6 +102,18 @@ def build_parser():
                        help="numnet's CPU kernels or numnet.cuda (default: cpu)")
     # -- end train --
 
+    # -- gpu-report (numnet/gpu_report.py) --
+    report = commands.add_parser(
+        "gpu-report",
+        help="every numnet.cuda op on this machine's GPU: correct against the CPU and torch, how fast",
+        description="On an NVIDIA GPU: check every numnet.cuda op against numnet's CPU path and torch "
+        "(when a CUDA build is installed), and time it: GB/s or GFLOP/s against the device's peak, "
+        "and against torch (TF32 off). One table, about a minute; installs nothing.",
+    )
+    report.add_argument("--quick", action="store_true", help="smaller sizes, a few seconds")
+    report.add_argument("--json", metavar="FILE", help="also write the table and the device's figures as JSON")
+    # -- end gpu-report --
+
     cache = commands.add_parser(
         "cache",
         help="where numnet keeps its compiled code, and how much (--clear empties it)",
@@ -160,6 +173,10 @@ def main(argv=None):
         from numnet.train import main as train_main
 
         return train_main(args)
+    if args.command == "gpu-report":
+        from numnet.gpu_report import main as gpu_report_main
+
+        return gpu_report_main(args)
     if args.command == "cache":
         return cache_command(args.clear)
     return 2

@@ -41,8 +41,8 @@ def _rows_op(op, kernel, x):
     _require_gpu(op)
     x = _read(op, "x", x)
     dtype = C.check_dtype(op, x)
-    c = x.shape[-1] if x.ndim else 1
-    rows = x.size // c if c else int(np.prod(x.shape[:-1], dtype=np.int64))
+    c = x.shape[x.ndim - 1] if x.ndim else 1  # not shape[-1]: the simulator's device arrays refuse it
+    rows = x.size // c if c else int(np.prod(x.shape[:x.ndim - 1], dtype=np.int64))
     out = cuda.device_array(x.shape, dtype)
     if out.size:
         launch(kernel, launch_shape(rows))(_flat(x).reshape(rows, c), out.reshape(rows, c))
