@@ -68,6 +68,8 @@ import pickle
 import shutil
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import llvmlite
@@ -376,7 +378,65 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+SAMPLE_SECONDS = 0.25  # how often threads() reads how busy the machine is
+
+
+def _machine_busy_seconds():
+    """Seconds all cores have been busy since boot (/proc/stat: all but idle and iowait,
+    with the time the hypervisor gave to other machines)."""
+    with open("/proc/stat", "rb") as f:
+        fields = [int(v) for v in f.readline().split()[1:9]]
+    return (sum(fields) - fields[3] - fields[4]) / os.sysconf("SC_CLK_TCK")
+
+
+class _Load:
+    """The cores other processes keep busy: the machine's busy time minus this process's
+    CPU time, over the last SAMPLE_SECONDS or more; and the thread count that leaves."""
+
+    def __init__(self):
+        self.next_reading = 0.0  # time.monotonic() from which a new reading is due
+        self.at = self.busy = self.ours = None
+        self.threads = config.NUMBA_NUM_THREADS
+
+    def read(self, now):
+        self.next_reading = now + SAMPLE_SECONDS
+        try:
+            busy = _machine_busy_seconds()
+        except (OSError, ValueError):  # no /proc/stat (not Linux): assume no one else
+            return
+        times = os.times()
+        ours = times.user + times.system
+        if self.at is not None:
+            others = max(0.0, (busy - self.busy) - (ours - self.ours)) / (now - self.at)
+            self.threads = max(1, config.NUMBA_NUM_THREADS - int(others + 0.5))
+        self.at, self.busy, self.ours = now, busy, ours
+
+
+_load = _Load()
+_numba_count = threading.local()  # what this Python thread last gave numba.set_num_threads
+
+
 def threads():
-    """How many threads numnet's kernels may use in this process: 1 in a child forked
-    from a process that started GNU OpenMP (module docstring), else numba's count."""
-    return 1 if _serial_only else config.NUMBA_NUM_THREADS
+    """How many threads numnet's kernels may use now, for the ``threads`` argument of
+    the kernels that have a threaded path (which take it only for work that pays it):
+
+    - 1 in a child forked from a process that started GNU OpenMP (module docstring);
+    - else numba's thread count less the cores other processes keep busy (read at most
+      every SAMPLE_SECONDS). A parallel region is as slow as its slowest thread, and a
+      thread that shares its core with a busy process waits whole scheduler time slices
+      (milliseconds) for its turn: with one core of two taken, a 50 us product took
+      16 ms on two threads. On the free cores alone it takes its usual time.
+
+    numba's own count (set_num_threads) is per Python thread: it is set here for the
+    calling thread when the answer changes.
+    """
+    if _serial_only:
+        return 1
+    now = time.monotonic()
+    if now >= _load.next_reading:
+        _load.read(now)
+    count = _load.threads
+    if count > 1 and getattr(_numba_count, "count", count) != count:
+        numba.set_num_threads(count)
+    _numba_count.count = count
+    return count
