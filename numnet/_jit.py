@@ -65,6 +65,7 @@ import functools
 import hashlib
 import os
 import pickle
+import re
 import shutil
 import sys
 import tempfile
@@ -143,10 +144,19 @@ CACHE_ROOT = _writable_root()
 CACHE_DIR = CACHE_ROOT / CACHE_TAG if CACHE_ROOT else None
 
 
+_TAG_NAME = re.compile(r"[0-9][0-9A-Za-z.+!]*-[0-9a-f]{16}")  # CACHE_TAG's form: version-hash
+
+
+def _tag_directories():
+    """numnet's cache directories in CACHE_ROOT: only folders named as CACHE_TAG is named
+    (the root may be a folder the user shares with other things: nothing else is ours)."""
+    return [d for d in CACHE_ROOT.iterdir() if d.is_dir() and _TAG_NAME.fullmatch(d.name)]
+
+
 def _prune_old_tags():
     """Remove all but the KEEP_TAGS most recently used cache directories of numnet."""
     try:
-        tags = [d for d in CACHE_ROOT.iterdir() if d.is_dir() and not d.name.startswith(".")]
+        tags = _tag_directories()
         tags.sort(key=lambda d: d.stat().st_mtime, reverse=True)
         for old in [d for d in tags if d != CACHE_DIR][KEEP_TAGS - 1:]:
             shutil.rmtree(old, ignore_errors=True)
@@ -334,9 +344,8 @@ def cache_report():
 
     tags = []
     if CACHE_ROOT is not None and CACHE_ROOT.is_dir():
-        for d in sorted(CACHE_ROOT.iterdir(), key=lambda d: d != CACHE_DIR):
-            if d.is_dir() and not d.name.startswith("."):
-                tags.append((d, *usage(d.rglob("*")), d == CACHE_DIR))
+        for d in sorted(_tag_directories(), key=lambda d: d != CACHE_DIR):
+            tags.append((d, *usage(d.rglob("*")), d == CACHE_DIR))
     legacy = list(PACKAGE.rglob("__pycache__/*.nb[ic]"))
     return tags, (legacy, *usage(legacy))
 

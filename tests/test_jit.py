@@ -57,3 +57,21 @@ def test_threads_counts_this_process_as_no_one_else(monkeypatch):
     load.read(100.0)
     load.read(100.0 + _jit.SAMPLE_SECONDS)
     assert load.threads == cores
+
+
+def test_only_numnet_directories_are_pruned_or_cleared(monkeypatch, tmp_path):
+    """The cache folder may be one the user shares ($NUMBA_CACHE_DIR/numnet, or any
+    $NUMNET_CACHE_DIR): numnet removes nothing there but its own tag directories."""
+    mine = [tmp_path / f"0.1.0-{i:016x}" for i in range(6)]
+    theirs = [tmp_path / "notes", tmp_path / "0.1.0-not-a-hash", tmp_path / "build"]
+    for d in mine + theirs:
+        d.mkdir()
+        (d / "f").write_bytes(b"x")
+    for age, d in enumerate(mine):
+        os.utime(d, (1000 + age, 1000 + age))
+    monkeypatch.setattr(_jit, "CACHE_ROOT", tmp_path)
+    monkeypatch.setattr(_jit, "CACHE_DIR", mine[-1])
+    _jit._prune_old_tags()
+    assert sorted(d for d in tmp_path.iterdir()) == sorted(mine[-_jit.KEEP_TAGS:] + theirs)
+    _jit.clear_cache()
+    assert sorted(d for d in tmp_path.iterdir()) == sorted(theirs)
