@@ -3,7 +3,7 @@
     numnet                         the notebook, cell by cell (same as `numnet walkthrough`)
     numnet walkthrough [--device cpu|cuda]
     numnet parity [--device cpu|cuda|all] [--seed N]     needs torch
-    numnet bench [--quick] [--plot FILE.png] [--json FILE] needs torch
+    numnet bench [--quick] [--busy] [--plot FILE.png] [--json FILE] needs torch
     numnet train [--data digits|mnist] [--plot FILE.png]
     numnet gpu-report [--quick] [--json FILE]     every op on this GPU: correct? how fast?
     numnet cache [--clear]         where the compiled code lives, and its size
@@ -51,6 +51,9 @@ def build_parser():
     bench.add_argument("--quick", action="store_true", help="a few small sizes, a few seconds (for CI)")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a chart (needs matplotlib)")
     bench.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    bench.add_argument("--busy", action="store_true",
+                       help="keep one CPU busy with another process while timing the CPU rows "
+                       "(a learner's laptop); adds each op's slowest single calls")
     bench.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
                        help="which path to time; 'all' times every path that can run here (default)")
     # -- end bench --

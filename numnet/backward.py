@@ -18,7 +18,6 @@ import numpy as np
 from numnet import _checks as C
 from numnet import backward_kernels as BK
 from numnet import kernels as K
-from numnet._jit import threads
 
 MSE, CROSS_ENTROPY = 0, 1  # positions in numnet._checks.LOSSES
 
@@ -120,7 +119,7 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
     hs = [x]
     for i, (W, b) in enumerate(pairs, start=1):
         h = np.empty((n, W.shape[1]), dtype)  # (n, k_i)
-        K.linear_act_kernel(hs[-1], W, b, h, output if i == len(pairs) else hidden, threads())
+        K.linear_act_kernel(hs[-1], W, b, h, output if i == len(pairs) else hidden, K.product_threads(n, *W.shape))
         hs.append(h)
     delta = np.empty(hs[-1].shape, dtype)  # dl/dz_L: (n, k_L)
     if loss == MSE:
@@ -132,12 +131,12 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
         W, b = pairs[i]
         dW = np.empty(W.shape, dtype)
         db = np.empty(b.shape, dtype)
-        BK.matmul_tn_kernel(hs[i], delta, dW)
+        BK.matmul_tn_kernel(hs[i], delta, dW, K.product_threads(n, *W.shape))
         BK.column_sum_kernel(delta, db.reshape(-1))
         grads[i] = (dW, db)
         if i:
             below = np.empty(hs[i].shape, dtype)  # dl/dz_i: (n, k_i)
-            BK.backprop_kernel(delta, W, hs[i], hidden, below)
+            BK.backprop_kernel(delta, W, hs[i], hidden, below, K.product_threads(n, *W.shape))
             delta = below
     return np.array(value, dtype), grads
 

@@ -38,15 +38,23 @@ import numpy as np
 
 from numnet._jit import threads
 
-# The targets of issue 6: (device, op, size, competitor, minimum ratio). For the GPU
-# sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
+# The targets (issues 6 and 11): (device, op, size, competitor, minimum ratio). For the
+# GPU sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
 # memory bandwidth (the kernel alone: the op also allocates its output, with cudaMalloc).
+# "cpu busy" rows run while another process keeps one core busy (--busy).
 TARGETS = [
-    ("cpu", "mm", "1024x1024 @ 1024x1024", "numpy", 0.7),
-    ("cpu", "mm", "2048x2048 @ 2048x2048", "numpy", 0.7),
+    ("cpu", "mm", "1024x1024 @ 1024x1024", "numpy", 0.9),
+    ("cpu", "mm", "2048x2048 @ 2048x2048", "numpy", 0.9),
     ("cpu", "forward", "4096x784 -> 256 -> 10", "torch", 1.0),
     ("cpu", "forward", "notebook 1x3 -> 2 -> 1", "torch", 5.0),
     ("cpu", "sigmoid", "10^7", "torch", 1.0),
+    ("cpu", "sigmoid kernel", "10^7", "torch", 1.0),
+    *[("cpu", op, f"{n}x784 -> {m}", against, 1.0)
+      for op in ("linear", "forward") for n in (16, 64, 512) for m in (128, 256) for against in ("torch", "numpy")],
+    ("cpu", "train step", "784-128-64-10, batch 64", "torch", 2.0),
+    ("cpu", "train step", "64-64-10, batch 64", "torch", 4.0),
+    ("cpu", "train step", "784-128-64-10, batch 512", "torch", 1.0),
+    ("cpu busy", "train step", "784-128-64-10, batch 64", "torch", 1.0),
     ("cuda", "mm", "4096x4096 @ 4096x4096", "torch", 0.5),
     ("cuda", "sigmoid kernel", "10^8", "bandwidth", 0.7),
 ]
@@ -78,19 +86,27 @@ def _close(got, want, rtol=1e-3, atol=1e-4):
     return None
 
 
-def _sizes(quick):
-    """The sizes of each op: a few small ones with --quick (for CI), else a range."""
+def _sizes(quick, busy=False):
+    """The sizes of each op: a few small ones with --quick (for CI), the sizes where a
+    busy core shows (--busy), else a range."""
     if quick:
         return {
             "sigmoid": [1000], "dot": [1000], "mm": [16, 64],
             "linear": [(8, 32, 16)], "forward": ["notebook", (64, 32, 16, 4)], "randn": [1000],
+            "train step": [(16, 32, 16, 4)],
         }
+    batches = [(n, 784, m) for n in (16, 64, 512) for m in (128, 256)]
+    if busy:
+        return {"sigmoid": [10**3, 10**5], "mm": [64, 256], "linear": [(64, 128, 64), *batches[2:4]],
+                "forward": ["notebook", (64, 784, 256)], "train step": [(64, 784, 128, 64, 10), (64, 64, 64, 10)]}
     return {
         "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "dot": [10**3, 10**5, 10**7],
         "mm": [64, 256, 1024, 2048],
-        "linear": [(64, 784, 256), (4096, 784, 256)],
-        "forward": ["notebook", (64, 784, 256, 10), (4096, 784, 256, 10)],
+        "linear": [(64, 128, 64), (64, 64, 10), *batches, (4096, 784, 256)],
+        "forward": ["notebook", *batches, (4096, 784, 256, 10)],
         "randn": [10**3, 10**6],
+        "train step": [(64, 784, 128, 64, 10), (512, 784, 128, 64, 10), (64, 64, 64, 10)],
+        "train epoch": ["digits"],
     }
 
 
@@ -125,7 +141,7 @@ def numpy_forward(x, layers):
     return h
 
 
-def cpu_cases(torch, quick):
+def cpu_cases(torch, quick, busy=False):
     """Factories of the CPU rows (each builds its data when called, so that only one
     row's arrays are alive at a time)."""
     import numnet
@@ -223,10 +239,74 @@ def cpu_cases(torch, quick):
                  "torch": lambda: torch.randn(n)}
         return _case("randn", _count(n), 4 * n, "GB/s", calls, same_numbers)
 
+    def train_step(shape):
+        batch, *widths = shape
+        x = randn(batch, widths[0])
+        y = rng.integers(0, widths[-1], batch)
+        steps = training_steps(torch, x, y, widths)
+        return _case("train step", "-".join(map(str, widths)) + f", batch {batch}",
+                     6 * batch * sum(i * o for i, o in zip(widths, widths[1:])), "GFLOP/s",
+                     {"numnet": steps["numnet"], "torch": steps["torch"]}, steps["check"])
+
+    def train_epoch(data):
+        from numnet.data import load_digits
+
+        x_train, y_train, _, _ = load_digits()
+        widths, batch = [64, 64, 10], 64
+        batches = np.array_split(np.arange(len(y_train)), len(y_train) // batch)
+        steps = training_steps(torch, x_train, y_train, widths)
+        return _case("train epoch", f"digits 64-64-10, {len(batches)} batches of {batch}",
+                     6 * len(y_train) * sum(i * o for i, o in zip(widths, widths[1:])), "GFLOP/s",
+                     {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")})
+
     makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "dot": dot, "mm": mm,
-              "linear": linear, "forward": forward, "randn": randn_case}
+              "linear": linear, "forward": forward, "randn": randn_case, "train step": train_step,
+              "train epoch": train_epoch}
     return [lambda op=op, size=size: makers[op](size)
-            for op, sizes in _sizes(quick).items() for size in sizes]
+            for op, sizes in _sizes(quick, busy).items() for size in sizes]
+
+
+def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
+    """One SGD step of a relu classifier of these widths (cross-entropy on the logits), in
+    numnet and in torch eager, from the same initial weights: {"numnet": step, "torch":
+    step, "check": compare}. step(rows) trains on x[rows], y[rows] (all rows by default).
+
+    torch's step is what one writes: zero_grad, forward through nn.Linear layers and
+    relu, cross_entropy, backward, optimizer.step. check() compares the two first losses.
+    """
+    import numnet
+    from numnet.train import init_layers
+
+    layers = init_layers(widths, seed=0)
+    model = torch.nn.Sequential(*[m for W, b in layers for m in (torch.nn.Linear(*W.shape), torch.nn.ReLU())][:-1])
+    with torch.no_grad():
+        for linear, (W, b) in zip(model[::2], layers):
+            linear.weight.copy_(torch.from_numpy(W.T))
+            linear.bias.copy_(torch.from_numpy(b))
+    tx, ty = torch.from_numpy(x), torch.from_numpy(y.astype(np.int64))
+    ours = numnet.SGD(layers, lr=lr, momentum=momentum)
+    theirs = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
+    every = slice(None)
+
+    def numnet_step(rows=every):
+        loss, grads = numnet.loss_and_grads(x[rows], y[rows], layers, hidden="relu", output="none",
+                                            loss="cross_entropy")
+        ours.step(grads)
+        return loss
+
+    def torch_step(rows=every):
+        theirs.zero_grad()
+        loss = torch.nn.functional.cross_entropy(model(tx[rows]), ty[rows])
+        loss.backward()
+        theirs.step()
+        return loss
+
+    def check():
+        first = numnet.loss_and_grads(x, y, layers, hidden="relu", output="none", loss="cross_entropy")[0]
+        with torch.no_grad():
+            return _close(first, torch.nn.functional.cross_entropy(model(tx), ty).numpy(), rtol=1e-4)
+
+    return {"numnet": numnet_step, "torch": torch_step, "check": check}
 
 
 def cuda_cases(torch, quick):
@@ -350,8 +430,9 @@ def _rate(work, seconds):
     return work / seconds / 1e9 if seconds > 0 else float("nan")
 
 
-def run_cases(device, factories, repeats, block_seconds, settle, sync, progress):
-    """Build, check and time each case; returns the result rows (plain data)."""
+def run_cases(device, factories, repeats, block_seconds, settle, sync, progress, stalls=False):
+    """Build, check and time each case; returns the result rows (plain data). With
+    ``stalls``, also numnet's median, 99th percentile and slowest single call."""
     rows = []
     for make in factories:
         case = make()
@@ -369,6 +450,8 @@ def run_cases(device, factories, repeats, block_seconds, settle, sync, progress)
         row["median_time"] = {n: statistics.median(t) for n, t in timing["times"].items()}
         row["median_ratio"] = {n: statistics.median(r) for n, r in timing["ratios"].items()}
         row["rate"] = _rate(case["work"], row["median_time"]["numnet"])
+        if stalls:
+            row["numnet_single_calls"] = dict(zip(("median", "p99", "max"), worst_calls(case["calls"]["numnet"])))
         rows.append(row)
         del case
     return rows
@@ -429,11 +512,13 @@ def table_rows(rows):
             cells.append([r["device"], r["op"], r["size"], "MISMATCH: " + r["mismatch"], "", "", "", "", ""])
             continue
         t, q = r["median_time"], r["median_ratio"]
+        single = r.get("numnet_single_calls")
         cells.append([
             r["device"], r["op"], r["size"],
             *(_seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
             f"{r['rate']:.3g} {r['unit']}",
             *(f"{q[n]:.2f}x" if n in q else "-" for n in ("numpy", "torch")),
+            *([f"{_seconds(single['p99'])} / {_seconds(single['max'])}"] if single else []),
         ])
     return cells
 
@@ -443,6 +528,8 @@ HEADERS = ["device", "op", "size", "numnet", "numpy", "torch", "numnet rate", "v
 
 def print_table(rows, targets, console=None):
     cells = table_rows(rows)
+    headers = HEADERS + (["numnet p99 / slowest call"] if any("numnet_single_calls" in r for r in rows) else [])
+    cells = [c + [""] * (len(headers) - len(c)) for c in cells]
     target_cells = [
         [t["device"], t["op"], t["size"], f">= {t['minimum']:g}"
          + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
@@ -455,24 +542,24 @@ def print_table(rows, targets, console=None):
 
         table = Table(title="numnet against numpy and torch: median time per call; "
                       "'vs' = their time / numnet's (above 1: numnet faster)")
-        for h in HEADERS:
+        for h in headers:
             table.add_column(h, justify="left" if h in ("device", "op", "size") else "right")
         for c in cells:
             table.add_row(*c)
         console.print(table)
-        goals = Table(title="targets (issue 6)")
+        goals = Table(title="targets (issues 6 and 11)")
         for h in ("device", "op", "size", "target", "measured", ""):
             goals.add_column(h)
         for c in target_cells:
             goals.add_row(*c)
         console.print(goals)
         return
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(HEADERS)]
+    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
     print("numnet against numpy and torch: median time per call; 'vs' = their time / numnet's")
-    print("  ".join(h.ljust(w) for h, w in zip(HEADERS, widths)))
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
-    print("targets (issue 6):")
+    print("targets (issues 6 and 11):")
     for c in target_cells:
         print("  " + "  ".join(c))
 
@@ -539,6 +626,39 @@ def _cpu_name():
     return platform.processor()
 
 
+# -- --busy: another process keeps one core busy -------------------------------------------------
+
+def _spin():
+    while True:
+        pass
+
+
+def start_busy_core():
+    """Start a process that keeps the last CPU busy (a Python busy loop pinned to it, as
+    another program on a learner's laptop would); returns it (terminate() to stop)."""
+    import multiprocessing
+
+    proc = multiprocessing.get_context("spawn").Process(target=_spin, daemon=True)
+    proc.start()
+    if hasattr(os, "sched_setaffinity"):
+        os.sched_setaffinity(proc.pid, {max(os.sched_getaffinity(0))})
+    time.sleep(0.5)  # numnet reads how busy the machine is every 0.25 s (numnet._jit.threads)
+    return proc
+
+
+def worst_calls(fn, seconds=0.5, most=2000):
+    """Each call of ``fn`` timed alone for about ``seconds``: (median, 99th percentile,
+    slowest) in seconds: what a stall looks like, which medians of blocks hide."""
+    times = []
+    end = time.perf_counter() + seconds
+    while len(times) < most and (not times or time.perf_counter() < end):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    return times[len(times) // 2], times[min(len(times) - 1, int(0.99 * len(times)))], times[-1]
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 def _progress(console):
@@ -591,6 +711,7 @@ def main(args):
     except ImportError:
         console = None
     quick = bool(getattr(args, "quick", False))
+    busy = bool(getattr(args, "busy", False))
     device = getattr(args, "device", "all")
     repeats, block_seconds = (3, 0.002) if quick else (15, 0.05)
     settle = SETTLE  # even --quick: one spinning library can slow the next a thousandfold
@@ -608,7 +729,7 @@ def main(args):
               "will vary from run to run", flush=True)
     plan = []
     if device in ("cpu", "all"):
-        plan.append(("cpu", cpu_cases(torch, quick), lambda: None))
+        plan.append(("cpu busy" if busy else "cpu", cpu_cases(torch, quick, busy), lambda: None))
     bandwidth = None
     if device in ("cuda", "all"):
         why_not = _cuda_ready(torch)
@@ -624,6 +745,11 @@ def main(args):
                   f"{'unknown' if bandwidth is None else f'{bandwidth:.0f} GB/s'}; TF32 off", flush=True)
             plan.append(("cuda", cuda_cases(torch, quick), torch.cuda.synchronize))
 
+    spinner = None
+    if busy:
+        spinner = start_busy_core()
+        env["busy"] = "a process spinning on the last CPU"
+        print("--busy: another process keeps one CPU busy for the whole run", flush=True)
     start, bar = _progress(console)
     rows = []
     if bar is not None:
@@ -631,10 +757,12 @@ def main(args):
     try:
         for name, factories, sync in plan:
             rows += run_cases(name, factories, repeats, block_seconds,
-                              settle if name == "cpu" else {}, sync, start)
+                              settle if name.startswith("cpu") else {}, sync, start, stalls=busy)
     finally:
         if bar is not None:
             bar.stop()
+        if spinner is not None:
+            spinner.terminate()
 
     targets = check_targets(rows, bandwidth)
     print_table(rows, targets, console)

@@ -29,7 +29,7 @@ high-performance matrix multiplication", 2008), written as plain loops:
   panel (NR values) times MR values of the a panel, added into MR*NR accumulators. They
   live in a stack array indexed only by constants once LLVM has unrolled the loops, so
   LLVM keeps them in vector registers; the j loop is what LLVM vectorises (an NR-wide row
-  is one 512-bit vector: 16 float32 or 8 float64).
+  is four 256-bit vectors: 32 float32 or 16 float64).
 - the bias and the activation are applied as each finished tile is written out (the
   epilogue), so linear and forward make no pass over their output after the product.
 
@@ -37,9 +37,15 @@ Products with fewer than BLOCKED_MIN multiply-adds, or fewer rows than MR, take 
 loops (``_mm_loops``): packing would cost them more than it saves. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
 numnet.forward runs a large one layer by layer through ``linear_act_kernel``.
-The tile (MR = 12 rows of one 512-bit vector: 12 accumulators, 24 float32 multiply-adds
-per step) suits this project's machine, an AVX-512 CPU with 32 vector registers; on an
-AVX2 CPU (16 registers of 256 bits) the same tile needs 24 and spills, and MR = 6 fits.
+The tile is MR = 6 rows by NR = 128 bytes of columns (32 float32, 16 float64): LLVM
+compiles its loops to 256-bit vectors (it prefers them to 512-bit ones on AVX-512 CPUs),
+so a float32 tile is 6 x 4 = 24 accumulators in registers, with 4 row vectors of b and
+6 broadcasts of a: 24 multiplies and 24 adds per step, no spills. Measured on this
+project's machine (linear, one thread, GFLOP/s, 64x784 @ 784x128 / 512x784 @ 784x128):
+6 x 32: 55 / 59; the former 12 x 16: 43 / 53 (48 accumulators' worth of registers: LLVM
+spilled five of them every step); 8 x 16: 45 / 48. Without fused multiply-adds, which
+the bit-for-bit promise excludes, a multiply and an add each take a floating-point port:
+this CPU's ceiling is then about half of what numpy's and torch's FMA kernels reach.
 
 **Exponentials.** float32 e^x is glibc's expf (the algorithm, table and constants of
 sysdeps/ieee754/flt-32/e_expf.c, from Arm's optimized-routines), written out here in
@@ -55,7 +61,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
-from numnet._jit import jit
+from numnet._jit import jit, threads
 from numnet._llvm import float_bits, float_from_bits, fma
 
 # -- LLVM primitives -------------------------------------------------------------------
@@ -100,9 +106,9 @@ def _is_c_order(a):
     return a.strides[1] == a.itemsize and (a.shape[0] <= 1 or a.strides[0] == a.shape[1] * a.itemsize)
 
 
-# The register tile: MR rows of one 512-bit vector each (NR = 64 bytes / itemsize columns).
-MR = 12
-TILE_BYTES = 64
+# The register tile: MR rows of NR = TILE_BYTES / itemsize columns (the docstring says why).
+MR = 6
+TILE_BYTES = 128
 
 
 def tile_columns(dtype):
@@ -233,6 +239,7 @@ def activate(v, act, one):
 # -- elementwise and reductions -------------------------------------------------------------
 
 CHUNK = 1 << 14  # sigmoid: elements per prange iteration; shorter arrays stay on one thread
+SIGMOID_LARGE = 1 << 22  # sigmoid: from here threads pay even when they must be woken
 
 
 @jit(error_model="numpy")
@@ -501,6 +508,20 @@ def _mm_by_blocks(a, b, bias, out, act):
 
 _mm_blocked = jit(parallel=True, error_model="numpy")(_mm_by_blocks)
 _mm_blocked_serial = jit(error_model="numpy")(_mm_by_blocks)
+
+
+# Products with fewer multiply-adds than PARALLEL_MIN take one thread even when the
+# others are awake: handing out the work costs more than it saves (64x128 @ 128x64,
+# 0.5M: 29 us on one thread or two). From PARALLEL_LARGE on a product pays for threads
+# even when it must wake them (numnet._jit.threads; 1.5-9 ms here).
+PARALLEL_MIN = 1 << 20
+PARALLEL_LARGE = 1 << 28
+
+
+def product_threads(n, k, m):
+    """The ``threads`` argument for an (n, k) @ (k, m) product (numnet._jit.threads)."""
+    work = n * k * m
+    return threads(large=work >= PARALLEL_LARGE) if work >= PARALLEL_MIN else 1
 
 
 @jit(inline="always")

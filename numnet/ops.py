@@ -23,7 +23,7 @@ def sigmoid(x):
         C.check_dtype("numnet.sigmoid", x)
     out = np.empty(x.shape, x.dtype)
     K.sigmoid_kernel(x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1),
-                     out.reshape(-1), threads())
+                     out.reshape(-1), threads(large=x.size >= K.SIGMOID_LARGE) if x.size > K.CHUNK else 1)
     return out
 
 
@@ -63,7 +63,7 @@ def mm(a, b):
         C.check_dtype(op, a, b)
         C.check_matmul(op, a, b)
     out = np.empty((a.shape[0], b.shape[1]), a.dtype)
-    K.mm_kernel(a, b, out, threads())
+    K.mm_kernel(a, b, out, K.product_threads(a.shape[0], a.shape[1], b.shape[1]))
     return out
 
 
@@ -107,7 +107,7 @@ def linear(x, W, b):
         C.check_matmul(op, x, W, names=("x", "W"))
         C.check_bias(op, b, W.shape[1])
     out = np.empty((x.shape[0], W.shape[1]), x.dtype)
-    K.linear_act_kernel(x, W, b, out, K.IDENTITY, threads())
+    K.linear_act_kernel(x, W, b, out, K.IDENTITY, K.product_threads(x.shape[0], *W.shape))
     return out
 
 
@@ -139,7 +139,7 @@ def _forward_by_layers(x, pairs, out, hidden, output):
     for i, (W, b) in enumerate(pairs, start=1):
         last = i == len(pairs)
         h_next = out if last else np.empty((x.shape[0], W.shape[1]), x.dtype)  # (n, k_i)
-        K.linear_act_kernel(h, W, b, h_next, output if last else hidden, threads())
+        K.linear_act_kernel(h, W, b, h_next, output if last else hidden, K.product_threads(len(x), *W.shape))
         h = h_next
     return out
 

@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import numnet
+from numnet import backward_kernels as BK
 from numnet import kernels as K
 from numnet import testing
 from numnet.testing import assert_close, ulp_distance
@@ -151,6 +152,49 @@ def test_layouts_and_thread_counts_give_the_same_bits():
     serial = np.empty_like(want)  # the serial twin (a forked child of an OpenMP parent)
     K.linear_act_kernel(a, b, bias, serial, K.IDENTITY, 1)
     assert serial.tobytes() == want.tobytes()
+
+
+# -- the backward products -------------------------------------------------------------------
+
+BACKWARD_SHAPES = [(64, 784, 128), (K.MR * K.PANELS_PER_BLOCK + 1, 100, NR[f32] + 1), (7, 300, 200), (5, 3, 2)]
+
+
+@pytest.mark.parametrize("n, k, m", BACKWARD_SHAPES)
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_weight_gradient_blocked_threaded_serial_and_loops_agree(n, k, m, dtype):
+    """dW = h^T delta through the blocked kernel (threaded and serial) and by the plain
+    loops: the same bits; within the float64 reference's bound."""
+    h, delta = rand(n, k, dtype=dtype, seed=20), rand(n, m, dtype=dtype, seed=21)
+    outs = []
+    for threads in (K.THREADS, 1):
+        out = np.empty((k, m), dtype)
+        BK.matmul_tn_kernel(h, delta, out, threads)
+        outs.append(out)
+    loops = np.empty((k, m), dtype)
+    K._mm_loops(h.T, delta, None, loops, K.IDENTITY)
+    same_bits(outs[0], loops)
+    same_bits(outs[1], loops)
+    tolerance = testing.op_tolerance("mm", (h.T, delta), matmul=float64_product, sigmoid=naive.sigmoid_ref)
+    assert_close(outs[0], naive.rounded(float64_product(h.T, delta), dtype), **tolerance)
+
+
+@pytest.mark.parametrize("n, k, m", BACKWARD_SHAPES)
+@pytest.mark.parametrize("act", [K.SIGMOID, K.RELU, K.TANH, K.IDENTITY])
+def test_backprop_blocked_threaded_serial_and_loops_agree(n, k, m, act):
+    """delta W^T * f'(z) through the blocked kernel (threaded and serial) and by the plain loops:
+    the same bits."""
+    delta, W = rand(n, m, seed=22), rand(k, m, seed=23)
+    y = naive.rounded(naive.sigmoid_ref(rand(n, k, seed=24)), f32)  # a layer's output
+    outs = []
+    for threads in (K.THREADS, 1):
+        out = np.empty((n, k), f32)
+        BK.backprop_kernel(delta, W, y, act, out, threads)
+        outs.append(out)
+    loops = np.empty((n, k), f32)
+    K._mm_loops(delta, W.T, None, loops, K.IDENTITY)
+    BK.act_grad_kernel(loops, y, act, loops)
+    same_bits(outs[0], loops)
+    same_bits(outs[1], loops)
 
 
 # -- e^x -------------------------------------------------------------------------------------
