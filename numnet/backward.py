@@ -18,6 +18,7 @@ import numpy as np
 from numnet import _checks as C
 from numnet import backward_kernels as BK
 from numnet import kernels as K
+from numnet._jit import threads
 
 MSE, CROSS_ENTROPY = 0, 1  # positions in numnet._checks.LOSSES
 
@@ -160,6 +161,8 @@ class SGD:
         self.layers = [tuple(pair) for pair in C.unpack_layers(op, layers)]
         C.check_params(op, self.layers)
         self.buffers = None  # momentum buffers, made by the first step (torch's convention)
+        self._fused = _fused_arrays(self.layers)  # for train_step; None: it takes two calls
+        self._codes = {}
 
     def step(self, grads):
         """p -= lr * buf for every W and b, buf the momentum buffer (or the gradient)."""
@@ -179,6 +182,61 @@ class SGD:
         for k, (p, g) in enumerate(zip(params, gradients)):
             buf = g if self.momentum == 0 else self.buffers[k]
             BK.sgd_kernel(p, g, buf, lr, momentum, first)
+
+
+    def train_step(self, x, target, hidden="sigmoid", output="sigmoid", loss="mse"):
+        """One training step: ``loss, grads = loss_and_grads(x, target, layers, hidden,
+        output, loss); self.step(grads)``, returning the loss; the same bits, in one
+        compiled call where it can (no Python between the kernels, gradients in scratch
+        arrays kept from step to step: a small network's step costs a fraction of the two
+        calls'). Any input the compiled call does not take (other layouts of the layers,
+        an unusual target) runs the two calls, which check it and raise what they raise.
+
+        >>> opt = numnet.SGD(layers, lr=0.1, momentum=0.9)
+        >>> loss = opt.train_step(x, target, hidden="relu", output="none", loss="cross_entropy")
+        """
+        key = (hidden, output, loss)
+        codes = self._codes.get(key)
+        if codes is None:
+            op = "numnet.SGD.train_step"
+            codes = self._codes[key] = (C.activation_code(op, "hidden", hidden),
+                                        C.activation_code(op, "output", output), C.loss_code(op, loss))
+        if (self._fused is not None and type(x) is np.ndarray and type(target) is np.ndarray
+                and target.ndim == (2 if codes[2] == MSE else 1) and x.ndim == 2):
+            Ws, Bs, dWs, dBs = self._fused
+            first = self.buffers is None and self.momentum != 0
+            buffers = self.buffers
+            if first:
+                buffers = [np.empty(p.shape, p.dtype) for pair in zip(Ws, Bs) for p in pair]
+            bufs_W, bufs_B = (dWs, dBs) if self.momentum == 0 else (tuple(buffers[0::2]), tuple(buffers[1::2]))
+            dtype = Ws[0].dtype.type
+            work = max(len(x) * W.shape[0] * W.shape[1] for W in Ws)
+            try:
+                done, value = BK.train_step_kernel(
+                    x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, codes[0], codes[1], dtype(self.lr),
+                    dtype(self.momentum), first, threads(large=work >= K.PARALLEL_LARGE) if work >= K.PARALLEL_MIN else 1)
+            except Exception:  # argument types it was not written for (a dtype mix, ...)
+                done = False
+            if done:
+                if first:
+                    self.buffers = buffers
+                return np.array(value, dtype)
+        value, grads = loss_and_grads(x, target, self.layers, hidden, output, loss)
+        self.step(grads)
+        return value
+
+
+def _fused_arrays(layers):
+    """(Ws, Bs, dWs, dBs) for SGD.train_step's one compiled call: the weights, the biases
+    as (1, m) views, and gradient scratch like them; None unless every W is a C-ordered
+    matrix (they then share one numba type, which a tuple indexed at run time needs)."""
+    Ws = tuple(W for W, _ in layers)
+    if not all(W.ndim == 2 and W.flags.c_contiguous for W in Ws):
+        return None
+    Bs = tuple(_matrix(b) for _, b in layers)
+    if not all(b.ndim == 2 and b.flags.c_contiguous for b in Bs):
+        return None
+    return Ws, Bs, tuple(np.empty_like(W) for W in Ws), tuple(np.empty_like(b) for b in Bs)
 
 
 def _matrix(a):

@@ -18,6 +18,8 @@ torch's CPU kernels term by term (noted where it matters), so results agree with
 within numnet.testing's bounds, often bit for bit.
 """
 import numpy as np
+from numba import types
+from numba.extending import overload
 
 from numnet._jit import jit
 from numnet._llvm import fma
@@ -224,3 +226,100 @@ def sgd_kernel(p, g, buf, lr, momentum, first):
             elif momentum != 0:
                 buf[i, j] = momentum * buf[i, j] + g[i, j]
             p[i, j] = fma(buf[i, j], -lr, p[i, j])
+
+
+# -- One whole training step -----------------------------------------------------------------
+
+
+def _loss_into(y, target, act, delta):
+    """The loss of y against target, writing delta = dl/dz_L: mse_kernel for a target
+    shaped like y, cross_entropy_kernel for one of class indices (decided when compiled)."""
+
+
+@overload(_loss_into)
+def _loss_into_impl(y, target, act, delta):
+    if target.ndim == 2:
+        return lambda y, target, act, delta: mse_kernel(y, target, act, delta)
+    return lambda y, target, act, delta: cross_entropy_kernel(y, target, act, np.empty(y.shape, y.dtype), delta)
+
+
+def _target_fits(target, like, n, m):
+    """True when target suits an output of n rows of m values of like's dtype: (n, m) of
+    that dtype for mse; (n,) integer class indices in [0, m) for cross-entropy."""
+
+
+@overload(_target_fits)
+def _target_fits_impl(target, like, n, m):
+    if target.ndim == 2 and target.dtype == like.dtype:
+        return lambda target, like, n, m: target.shape[0] == n and target.shape[1] == m
+    if target.ndim == 1 and isinstance(target.dtype, types.Integer):
+        def fits(target, like, n, m):
+            if target.shape[0] != n:
+                return False
+            for i in range(n):
+                if target[i] < 0 or target[i] >= m:
+                    return False
+            return True
+        return fits
+    return lambda target, like, n, m: False
+
+
+def _same_dtype(a, b):
+    """True when a and b have one dtype (decided when compiled)."""
+
+
+@overload(_same_dtype)
+def _same_dtype_impl(a, b):
+    same = a.dtype == b.dtype
+    return lambda a, b: same
+
+
+@jit
+def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, output, lr, momentum, first, threads):
+    """One step of SGD on the network (Ws[i], Bs[i]): loss_and_grads then SGD.step, in
+    one compiled call, by the same kernels in the same order (the same bits as the two
+    calls). Returns (True, loss), or (False, 0) when the shapes or the target do not fit,
+    before anything is written (the caller then runs the checked path, which says why).
+
+    Ws[i]: (k_i, k_{i+1}); Bs[i]: (1, k_{i+1}) views of the biases; dWs, dBs: scratch for
+    the gradients, shaped alike; bufs_W, bufs_B: the momentum buffers (dWs, dBs themselves
+    without momentum, as SGD.step does); the loss is mse or cross-entropy by the target's
+    kind (_loss_into). Products of PARALLEL_MIN multiply-adds and more use ``threads``.
+    """
+    depth = len(Ws)
+    n = x.shape[0]
+    dtype = Ws[0].dtype
+    fits = (_same_dtype(x, Ws[0]) and _same_dtype(Bs[0], Ws[0]) and x.shape[1] == Ws[0].shape[0]
+            and _target_fits(target, Ws[0], n, Ws[depth - 1].shape[1]))
+    for i in range(depth):
+        fits = fits and Bs[i].shape[1] == Ws[i].shape[1] and (i == 0 or Ws[i].shape[0] == Ws[i - 1].shape[1])
+    if not fits:
+        return False, dtype.type(0)
+    # forward, keeping every layer's output hs[i] = f(h_{i-1} @ W_i + b_i)
+    hs = [np.empty((n, Ws[0].shape[1]), dtype)]
+    K._mm(x, Ws[0], Bs[0][0], hs[0], output if depth == 1 else hidden,
+          threads if n * Ws[0].shape[0] * Ws[0].shape[1] >= K.PARALLEL_MIN else 1)
+    for i in range(1, depth):
+        k, m = Ws[i].shape
+        hs.append(np.empty((n, m), dtype))
+        K._mm(hs[i - 1], Ws[i], Bs[i][0], hs[i], output if i == depth - 1 else hidden,
+              threads if n * k * m >= K.PARALLEL_MIN else 1)
+    delta = np.empty(hs[depth - 1].shape, dtype)
+    value = _loss_into(hs[depth - 1], target, output, delta)
+    # backward: dW_i = h_{i-1}^T delta_i, db_i = column sums, delta_{i-1} = delta_i W_i^T f'
+    for i in range(depth - 1, -1, -1):
+        k, m = Ws[i].shape
+        t = threads if n * k * m >= K.PARALLEL_MIN else 1
+        if i == 0:
+            K._mm(x.T, delta, None, dWs[0], IDENTITY, t)
+        else:
+            K._mm(hs[i - 1].T, delta, None, dWs[i], IDENTITY, t)
+        column_sum_kernel(delta, dBs[i][0])
+        if i > 0:
+            below = np.empty((n, k), dtype)
+            backprop_kernel(delta, Ws[i], hs[i - 1], hidden, below, t)
+            delta = below
+    for i in range(depth):
+        sgd_kernel(Ws[i], dWs[i], bufs_W[i], lr, momentum, first)
+        sgd_kernel(Bs[i], dBs[i], bufs_B[i], lr, momentum, first)
+    return True, value

@@ -271,8 +271,9 @@ def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
     numnet and in torch eager, from the same initial weights: {"numnet": step, "torch":
     step, "check": compare}. step(rows) trains on x[rows], y[rows] (all rows by default).
 
-    torch's step is what one writes: zero_grad, forward through nn.Linear layers and
-    relu, cross_entropy, backward, optimizer.step. check() compares the two first losses.
+    numnet's step is SGD.train_step (loss_and_grads, then step, in one compiled call);
+    torch's is what one writes: zero_grad, forward through nn.Linear layers and relu,
+    cross_entropy, backward, optimizer.step. check() compares the two first losses.
     """
     import numnet
     from numnet.train import init_layers
@@ -288,11 +289,8 @@ def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
     theirs = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
     every = slice(None)
 
-    def numnet_step(rows=every):
-        loss, grads = numnet.loss_and_grads(x[rows], y[rows], layers, hidden="relu", output="none",
-                                            loss="cross_entropy")
-        ours.step(grads)
-        return loss
+    def numnet_step(rows=every):  # loss_and_grads and SGD.step in one compiled call
+        return ours.train_step(x[rows], y[rows], hidden="relu", output="none", loss="cross_entropy")
 
     def torch_step(rows=every):
         theirs.zero_grad()

@@ -74,15 +74,14 @@ def fit(layers, data, *, epochs, batch_size, lr, momentum, hidden, seed, ops=num
     for epoch in range(1, epochs + 1):
         losses = []
         for index in batches(len(y_train), batch_size, rng):
-            loss, grads = ops.loss_and_grads(
-                x_train[index], y_train[index], layers, hidden=hidden, output="none", loss="cross_entropy")
+            loss = optimiser.train_step(x_train[index], y_train[index], hidden=hidden, output="none",
+                                        loss="cross_entropy")
             loss = float(loss.copy_to_host() if hasattr(loss, "copy_to_host") else loss)
             if not math.isfinite(loss):
                 raise TrainingError(
                     f"the loss is {loss} at step {len(history['loss']) + 1} (epoch {epoch}): the weights "
                     f"have diverged; try a smaller learning rate than --lr {lr}"
                 )
-            optimiser.step(grads)
             losses.append(loss)
             history["loss"].append(loss)
             if report:

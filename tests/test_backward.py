@@ -14,6 +14,7 @@ from hypothesis.extra import numpy as hnp
 import numnet
 from numnet._checks import ACTIVATIONS, LOSSES
 from numnet.testing import assert_close, compare
+from numnet.train import init_layers
 
 from . import naive
 from .strategies import arrays, dtypes
@@ -428,3 +429,73 @@ def test_cuda_sgd_updates_device_arrays_in_place():
     for device, host in zip(on_gpu, on_cpu):
         got = device.copy_to_host()
         assert np.abs(got - host).max() <= 4 * np.finfo(f32).eps * (np.abs(host).max() + 1)
+
+
+# -- SGD.train_step: loss_and_grads and step in one compiled call ------------------------------
+
+TRAIN_STEP_CASES = [
+    ([64, 64, 10], "relu", "none", "cross_entropy", f32, 0.9),
+    ([7, 5, 4, 3], "tanh", "sigmoid", "mse", f64, 0.0),
+    ([300, 40], "sigmoid", "tanh", "mse", f32, 0.5),
+    ([20, 30, 30, 6], "relu", "none", "cross_entropy", f64, 0.9),
+]
+
+
+@pytest.mark.parametrize("widths, hidden, output, loss, dtype, momentum", TRAIN_STEP_CASES)
+def test_train_step_is_loss_and_grads_then_step(widths, hidden, output, loss, dtype, momentum):
+    """The same bits as the two calls, step after step (the momentum buffers included)."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((33, widths[0])).astype(dtype)
+    target = (rng.integers(0, widths[-1], 33) if loss == "cross_entropy"
+              else rng.standard_normal((33, widths[-1])).astype(dtype))
+    fused, plain = (init_layers(widths, seed=3, dtype=dtype) for _ in range(2))
+    opt_fused, opt_plain = numnet.SGD(fused, 0.05, momentum), numnet.SGD(plain, 0.05, momentum)
+    for _ in range(3):
+        value = opt_fused.train_step(x, target, hidden=hidden, output=output, loss=loss)
+        want, grads = numnet.loss_and_grads(x, target, plain, hidden=hidden, output=output, loss=loss)
+        opt_plain.step(grads)
+        assert value.dtype == want.dtype and value.tobytes() == want.tobytes()
+        for (W, b), (W0, b0) in zip(fused, plain):
+            assert W.tobytes() == W0.tobytes() and b.tobytes() == b0.tobytes()
+
+
+def test_train_step_takes_any_input_the_two_calls_take():
+    """Layouts the one compiled call does not take (a Fortran-ordered W, a strided x, a
+    list target) run the two calls: the same results."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((10, 8)).astype(f32)
+    layers = init_layers([8, 6, 3], seed=4)
+    fortran = [(np.asfortranarray(W), b.copy()) for W, b in layers]
+    target = [0, 1, 2, 0, 1, 2, 0, 1, 2, 0]
+    plain = [(W.copy(), b.copy()) for W, b in layers]
+    value = numnet.SGD(fortran, 0.1).train_step(x[:, ::1], target, hidden="relu", output="none", loss="cross_entropy")
+    want, grads = numnet.loss_and_grads(x, np.array(target), plain, hidden="relu", output="none", loss="cross_entropy")
+    numnet.SGD(plain, 0.1).step(grads)
+    assert value.tobytes() == want.tobytes()
+    assert all(W.tobytes() == W0.tobytes() for (W, _), (W0, _) in zip(fortran, plain))
+    strided = np.zeros((10, 16), f32)
+    strided[:, ::2] = x
+    assert numnet.SGD([(W.copy(), b.copy()) for W, b in layers], 0.1).train_step(
+        strided[:, ::2], np.array(target), hidden="relu", output="none", loss="cross_entropy").tobytes() == \
+        numnet.loss_and_grads(x, np.array(target), layers, hidden="relu", output="none", loss="cross_entropy")[0].tobytes()
+
+
+@pytest.mark.parametrize("case", list(BAD_TARGETS))
+def test_train_step_refuses_what_loss_and_grads_refuses_and_writes_nothing(case):
+    target, loss, kind, message = BAD_TARGETS[case]
+    x, layers = net()
+    before = [(W.copy(), b.copy()) for W, b in layers]
+    opt = numnet.SGD(layers, 0.1, momentum=0.9)
+    with pytest.raises(kind) as error:
+        opt.train_step(x, target, loss=loss)
+    assert message in str(error.value)
+    assert all(np.array_equal(W, W0) and np.array_equal(b, b0) for (W, b), (W0, b0) in zip(layers, before))
+    assert opt.buffers is None  # a refused first step leaves no momentum behind
+
+
+def test_train_step_on_an_empty_batch_is_nan_and_leaves_the_weights():
+    x, layers = net()
+    before = [(W.copy(), b.copy()) for W, b in layers]
+    value = numnet.SGD(layers, 0.1).train_step(x[:0], np.zeros((0, 2), f32))
+    assert np.isnan(value)
+    assert all(np.array_equal(W, W0) for (W, _), (W0, _) in zip(layers, before))

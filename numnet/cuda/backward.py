@@ -165,6 +165,14 @@ class SGD:
                 p[...] = device_p.copy_to_host()
 
 
+    def train_step(self, x, target, hidden="sigmoid", output="sigmoid", loss="mse"):
+        """loss_and_grads(x, target, layers, ...) then step(grads); returns the loss (the
+        twin of numnet.SGD.train_step, here as the two calls)."""
+        value, grads = loss_and_grads(x, target, self.layers, hidden, output, loss)
+        self.step(grads)
+        return value
+
+
 def _matrix_shape(p):
     """A 1-D bias updated as a (1, m) matrix, so that one 2-D kernel serves W and b."""
     return (1, p.shape[0]) if p.ndim == 1 else tuple(p.shape)
