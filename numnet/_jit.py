@@ -406,6 +406,7 @@ class _Load:
         self.next_reading = 0.0  # time.monotonic() from which a new reading is due
         self.at = self.busy = self.ours = None
         self.threads = config.NUMBA_NUM_THREADS
+        self.last_request = -1.0  # time.monotonic() of the last threads() call
 
     def read(self, now):
         self.next_reading = now + SAMPLE_SECONDS
@@ -425,11 +426,23 @@ _load = _Load()
 _numba_count = threading.local()  # what this Python thread last gave numba.set_num_threads
 
 
-def threads():
+# numba's GNU OpenMP workers spin for a few milliseconds after a parallel region, then
+# sleep; waking a sleeping one took 1.5-9 ms here (a virtual machine's idle CPU), 30 times
+# the 64x784 @ 784x128 product it was woken for. Measured: a threaded call 5 ms after the
+# last one took its usual 0.17 ms, 10 ms after it 3 ms (numnet/bench.py, README).
+WARM_SECONDS = 0.005
+
+
+def threads(large=False):
     """How many threads numnet's kernels may use now, for the ``threads`` argument of
-    the kernels that have a threaded path (which take it only for work that pays it):
+    the kernels that have a threaded path (the callers ask only for work that can pay
+    for threads; ``large``: work that pays even for waking them):
 
     - 1 in a child forked from a process that started GNU OpenMP (module docstring);
+    - 1 for a call that is not ``large`` and comes more than WARM_SECONDS after the
+      previous request: an isolated call (a notebook cell) runs on one thread rather
+      than wait for sleeping threads; the second call of a burst (a training loop)
+      wakes them, and the calls after it find them awake;
     - else numba's thread count less the cores other processes keep busy (read at most
       every SAMPLE_SECONDS). A parallel region is as slow as its slowest thread, and a
       thread that shares its core with a busy process waits whole scheduler time slices
@@ -444,8 +457,12 @@ def threads():
     now = time.monotonic()
     if now >= _load.next_reading:
         _load.read(now)
+    warm = now - _load.last_request < WARM_SECONDS
+    _load.last_request = now
     count = _load.threads
-    if count > 1 and getattr(_numba_count, "count", count) != count:
+    if count == 1 or not (warm or large):
+        return 1
+    if getattr(_numba_count, "count", config.NUMBA_NUM_THREADS) != count:
         numba.set_num_threads(count)
-    _numba_count.count = count
+        _numba_count.count = count
     return count
