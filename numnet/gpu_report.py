@@ -36,6 +36,7 @@ import numpy as np
 
 import numnet
 from numnet import testing
+from numnet.bench import _seconds
 
 # n for the elementwise ops, shapes for the others: (n, k, m) linear, (n, widths...)
 # forward and loss_and_grads, (rows, columns) softmax, (widths...) the SGD step's network.
@@ -550,13 +551,6 @@ def report(size="full", torch=None, json_path=None, allow_simulator=False, repea
 # -- output -------------------------------------------------------------------------------------
 
 HEADERS = ["op", "size", "vs CPU", "vs torch", "numnet", "rate", "of peak", "torch", "torch/numnet"]
-
-
-def _seconds(t):
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
 
 
 def table_cells(rows):
