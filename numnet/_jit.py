@@ -50,9 +50,9 @@ directory: the first of these that can be written. ``numnet cache`` shows it;
 
 **Threads.** numba runs prange loops on its threading layer. numnet leaves numba's
 choice (``NUMBA_THREADING_LAYER``) to the user and is safe on each: with pip's numba on
-Linux the default is GNU OpenMP (the only layer that loads without extra libraries, and
-the fastest to wake here: a 64x128 @ 128x64 product takes 30 us on it, 320 us on the
-workqueue layer); tbb needs ``pip install tbb`` plus LD_LIBRARY_PATH in a virtualenv.
+Linux the default is GNU OpenMP (tbb, tried first, needs ``pip install tbb`` plus
+LD_LIBRARY_PATH in a virtualenv), and it wakes its threads faster than the workqueue
+layer: a 64x128 @ 128x64 product on two threads took 30 us on it, 320 us on workqueue.
 GNU OpenMP cannot survive a fork: numba kills a forked child that enters a parallel
 region once its parent has started OpenMP. ``threads()`` is therefore 1 in such a child
 and every numnet kernel then runs its serial twin (the same source compiled without
