@@ -18,7 +18,6 @@ import numpy as np
 from numnet import _checks as C
 from numnet import backward_kernels as BK
 from numnet import kernels as K
-from numnet._jit import threads
 
 MSE, CROSS_ENTROPY = 0, 1  # positions in numnet._checks.LOSSES
 
@@ -210,11 +209,11 @@ class SGD:
                 buffers = [np.empty(p.shape, p.dtype) for pair in zip(Ws, Bs) for p in pair]
             bufs_W, bufs_B = (dWs, dBs) if self.momentum == 0 else (tuple(buffers[0::2]), tuple(buffers[1::2]))
             dtype = Ws[0].dtype.type
-            work = max(len(x) * W.shape[0] * W.shape[1] for W in Ws)
+            widest = max(Ws, key=lambda W: W.size)  # its product decides whether threads pay
             try:
                 done, value = BK.train_step_kernel(
                     x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, codes[0], codes[1], dtype(self.lr),
-                    dtype(self.momentum), first, threads(large=work >= K.PARALLEL_LARGE) if work >= K.PARALLEL_MIN else 1)
+                    dtype(self.momentum), first, K.product_threads(len(x), *widest.shape))
             except Exception:  # argument types it was not written for (a dtype mix, ...)
                 done = False
             if done:

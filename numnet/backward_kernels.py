@@ -297,13 +297,13 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
         return False, dtype.type(0)
     # forward, keeping every layer's output hs[i] = f(h_{i-1} @ W_i + b_i)
     hs = [np.empty((n, Ws[0].shape[1]), dtype)]
-    K._mm(x, Ws[0], Bs[0][0], hs[0], output if depth == 1 else hidden,
-          threads if n * Ws[0].shape[0] * Ws[0].shape[1] >= K.PARALLEL_MIN else 1)
+    K.linear_act_kernel(x, Ws[0], Bs[0], hs[0], output if depth == 1 else hidden,
+                        threads if n * Ws[0].shape[0] * Ws[0].shape[1] >= K.PARALLEL_MIN else 1)
     for i in range(1, depth):
         k, m = Ws[i].shape
         hs.append(np.empty((n, m), dtype))
-        K._mm(hs[i - 1], Ws[i], Bs[i][0], hs[i], output if i == depth - 1 else hidden,
-              threads if n * k * m >= K.PARALLEL_MIN else 1)
+        K.linear_act_kernel(hs[i - 1], Ws[i], Bs[i], hs[i], output if i == depth - 1 else hidden,
+                            threads if n * k * m >= K.PARALLEL_MIN else 1)
     delta = np.empty(hs[depth - 1].shape, dtype)
     value = _loss_into(hs[depth - 1], target, output, delta)
     # backward: dW_i = h_{i-1}^T delta_i, db_i = column sums, delta_{i-1} = delta_i W_i^T f'
@@ -311,9 +311,9 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
         k, m = Ws[i].shape
         t = threads if n * k * m >= K.PARALLEL_MIN else 1
         if i == 0:
-            K._mm(x.T, delta, None, dWs[0], IDENTITY, t)
+            matmul_tn_kernel(x, delta, dWs[0], t)
         else:
-            K._mm(hs[i - 1].T, delta, None, dWs[i], IDENTITY, t)
+            matmul_tn_kernel(hs[i - 1], delta, dWs[i], t)
         column_sum_kernel(delta, dBs[i][0])
         if i > 0:
             below = np.empty((n, k), dtype)

@@ -36,8 +36,6 @@ import time
 
 import numpy as np
 
-from numnet._jit import threads
-
 # The targets (issues 6 and 11): (device, op, size, competitor, minimum ratio). For the
 # GPU sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
 # memory bandwidth (the kernel alone: the op also allocates its output, with cudaMalloc).
@@ -176,7 +174,7 @@ def cpu_cases(torch, quick, busy=False):
             np.reciprocal(out, out=out)
 
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out, threads()), "numpy": numpy_sigmoid,
+            calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out, kernels.sigmoid_threads(n)), "numpy": numpy_sigmoid,
                      "torch": lambda: torch.sigmoid(t, out=t_out)}
         return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
 

@@ -524,6 +524,11 @@ def product_threads(n, k, m):
     return threads(large=work >= PARALLEL_LARGE) if work >= PARALLEL_MIN else 1
 
 
+def sigmoid_threads(n):
+    """The ``threads`` argument of sigmoid_kernel for n elements (numnet._jit.threads)."""
+    return threads(large=n >= SIGMOID_LARGE) if n > CHUNK else 1
+
+
 @jit(inline="always")
 def loops_suffice(n, k, m):
     """True when an (n, k) @ (k, m) product is too small for the blocked kernel to pay

@@ -9,7 +9,7 @@ import numpy as np
 
 from numnet import _checks as C
 from numnet import kernels as K
-from numnet._jit import jit, threads
+from numnet._jit import jit
 
 
 def sigmoid(x):
@@ -23,7 +23,7 @@ def sigmoid(x):
         C.check_dtype("numnet.sigmoid", x)
     out = np.empty(x.shape, x.dtype)
     K.sigmoid_kernel(x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1),
-                     out.reshape(-1), threads(large=x.size >= K.SIGMOID_LARGE) if x.size > K.CHUNK else 1)
+                     out.reshape(-1), K.sigmoid_threads(x.size))
     return out
 
 
