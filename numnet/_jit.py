@@ -2,7 +2,7 @@
 numnet's own on-disk cache; and ``threads``, how many threads a kernel may use.
 
 numba's ``cache=True`` is not safe for a package like numnet, whose compiled functions
-call one another across files and reach parallel code. Three ways it went wrong here
+call one another across files and reach parallel code. Four ways it went wrong here
 (numba 0.68), and what this module does about each:
 
 1. **A segfault on the third run.** A parallel function refers to the threading layer's
@@ -43,10 +43,15 @@ call one another across files and reach parallel code. Three ways it went wrong 
    longer written to (the process runs on uncached), and the next process passes it
    over for the next folder below. Nothing about the cache raises into the user's code.
 
+4. **Code someone else wrote.** The cached code is a pickle, which runs whatever it says
+   when loaded: numnet loads it only from folders and files that no one but the user
+   (or root) could have written, and makes what it creates private
+   (numnet/_trust.py has the rules and the threat model).
+
 Where: ``$NUMNET_CACHE_DIR``, else ``$NUMBA_CACHE_DIR/numnet``, else
-``$XDG_CACHE_HOME/numnet`` (``~/.cache/numnet``), else a per-user folder in the temp
-directory: the first of these that can be written. ``numnet cache`` shows it;
-``numnet cache --clear`` empties it; ``NUMNET_CACHE=0`` turns it off.
+``$XDG_CACHE_HOME/numnet`` (``~/.cache/numnet``), else ``numnet-cache-<uid>`` in the
+temp directory: the first of these that numnet trusts and can write. ``numnet cache``
+shows it; ``numnet cache --clear`` empties it; ``NUMNET_CACHE=0`` turns it off.
 
 **Threads.** numba runs prange loops on its threading layer. numnet leaves numba's
 choice (``NUMBA_THREADING_LAYER``) to the user and is safe on each: with pip's numba on
@@ -63,14 +68,17 @@ GIL, so calls from several Python threads run one at a time, on every layer.
 import contextlib
 import functools
 import hashlib
+import io
 import os
 import pickle
 import re
 import shutil
+import stat
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from pathlib import Path
 
 import llvmlite
@@ -79,6 +87,9 @@ import numpy as np
 from numba import config, njit
 from numba.core import serialize
 from numba.core.caching import Cache, CompileResultCacheImpl, IndexDataCacheFile, _CacheLocator
+
+from numnet import _trust
+from numnet._trust import Policy, Untrusted, say_once
 
 try:
     import fcntl
@@ -114,34 +125,55 @@ CACHE_TAG = f"{_version()}-{_source_digest()[:16]}"
 
 
 def _candidate_roots():
-    """The folders numnet may keep its cache in, in order of preference."""
+    """The folders numnet may keep its cache in, in order of preference: (folder, named
+    by the user: a link there is followed)."""
     if os.environ.get("NUMNET_CACHE_DIR"):
-        yield Path(os.environ["NUMNET_CACHE_DIR"])
+        yield Path(os.environ["NUMNET_CACHE_DIR"]), True
     if os.environ.get("NUMBA_CACHE_DIR"):
-        yield Path(os.environ["NUMBA_CACHE_DIR"]) / "numnet"
+        yield Path(os.environ["NUMBA_CACHE_DIR"]) / "numnet", False
     xdg = os.environ.get("XDG_CACHE_HOME")
-    yield (Path(xdg) if xdg else Path.home() / ".cache") / "numnet"
-    user = os.environ.get("USER") or str(getattr(os, "getuid", lambda: "user")())
-    yield Path(tempfile.gettempdir()) / f"numnet-cache-{user}"
+    yield (Path(xdg) if xdg else Path.home() / ".cache") / "numnet", False
+    user = os.geteuid() if hasattr(os, "geteuid") else os.environ.get("USERNAME", "user")
+    yield Path(tempfile.gettempdir()) / f"numnet-cache-{user}", False
 
 
-def _writable_root():
-    """The first candidate root that exists or can be made, and can be written; None
-    with NUMNET_CACHE=0 (no cache: every process compiles what it runs)."""
+def _choose_root():
+    """(the first candidate root that numnet trusts and can write, or None; [(a folder
+    passed over as untrusted, why)]). None with NUMNET_CACHE=0 (no cache: every process
+    compiles what it runs). Folders numnet makes, it makes private (numnet/_trust.py)."""
     if os.environ.get("NUMNET_CACHE") == "0":
-        return None
-    for root in _candidate_roots():
+        return None, []
+    passed_over = []
+    try:
+        policy = Policy()
+    except Untrusted as e:
+        return None, [(None, str(e))]
+    for root, named in _candidate_roots():
         try:
-            root.mkdir(parents=True, exist_ok=True)
-        except (OSError, RuntimeError):  # RuntimeError: Path.home() without a home
+            policy.make_folder(root)
+            policy.check_root(root, follow=named)
+        except Untrusted as e:
+            passed_over.append((root, str(e)))
+            continue
+        except (OSError, RuntimeError):  # cannot be made; RuntimeError: Path.home() without a home
             continue
         if os.access(root, os.W_OK | os.X_OK):
-            return root
-    return None
+            return root, passed_over
+    return None, passed_over
 
 
-CACHE_ROOT = _writable_root()
+def _say_why(root, passed_over):
+    """The one line on stderr when a folder was passed over as untrusted."""
+    if passed_over:
+        where = f"using {root}" if root else "running without a compiled-code cache"
+        first, why = passed_over[0]
+        say_once(f"not loading compiled code from {first}: {why}; {where}" if first else f"{why}; {where}")
+
+
+CACHE_ROOT, PASSED_OVER = _choose_root()
+_say_why(CACHE_ROOT, PASSED_OVER)
 CACHE_DIR = CACHE_ROOT / CACHE_TAG if CACHE_ROOT else None
+_POLICY = Policy() if CACHE_ROOT else None
 
 
 _TAG_NAME = re.compile(r"[0-9][0-9A-Za-z.+!]*-[0-9a-f]{16}")  # CACHE_TAG's form: version-hash
@@ -150,7 +182,8 @@ _TAG_NAME = re.compile(r"[0-9][0-9A-Za-z.+!]*-[0-9a-f]{16}")  # CACHE_TAG's form
 def _tag_directories():
     """numnet's cache directories in CACHE_ROOT: only folders named as CACHE_TAG is named
     (the root may be a folder the user shares with other things: nothing else is ours)."""
-    return [d for d in CACHE_ROOT.iterdir() if d.is_dir() and _TAG_NAME.fullmatch(d.name)]
+    return [d for d in CACHE_ROOT.iterdir()
+            if _TAG_NAME.fullmatch(d.name) and d.is_dir() and not d.is_symlink()]
 
 
 def _prune_old_tags():
@@ -164,17 +197,37 @@ def _prune_old_tags():
         pass
 
 
-@functools.lru_cache(maxsize=None)
-def _mark_used():
-    """Once a process: touch this tag's directory (how _prune_old_tags tells recent
-    ones) and, if it is new, make it and prune the old ones."""
+_tag_trusted = None  # this process's verdict on CACHE_DIR, once it exists
+
+
+def _tag_folder_ready(make):
+    """Whether compiled code may be loaded from (and saved to) CACHE_DIR: a private
+    folder of its own (numnet/_trust.py), made here if ``make`` and missing. The first
+    time it exists in a process it is checked, touched (how _prune_old_tags tells recent
+    ones) and, if this process made it, the old ones are pruned."""
+    global _tag_trusted
+    if _tag_trusted is not None:
+        return _tag_trusted
+    made = False
     try:
-        if not CACHE_DIR.exists():
-            CACHE_DIR.mkdir(parents=True, exist_ok=True)
+        if make and not os.path.lexists(CACHE_DIR):
+            _POLICY.make_folder(CACHE_DIR)
+            made = True
+        _POLICY.check_folder(CACHE_DIR)
+    except FileNotFoundError:
+        return False  # not made yet: nothing to load
+    except Untrusted as e:
+        say_once(f"not loading compiled code from {CACHE_DIR}: {e}; running without a compiled-code cache")
+        _tag_trusted = False
+        return False
+    except OSError:
+        return False
+    _tag_trusted = True
+    with contextlib.suppress(OSError):
+        if made:
             _prune_old_tags()
         os.utime(CACHE_DIR)
-    except OSError:
-        pass
+    return True
 
 
 @functools.lru_cache(maxsize=None)
@@ -195,8 +248,8 @@ class _Locator(_CacheLocator):
         self._lineno = py_func.__code__.co_firstlineno
 
     def ensure_cache_path(self):
-        _mark_used()
-        os.makedirs(CACHE_DIR, exist_ok=True)
+        if not _tag_folder_ready(make=True):
+            raise OSError(f"no trusted cache folder at {CACHE_DIR}")
 
     def get_cache_path(self):
         return str(CACHE_DIR)
@@ -235,7 +288,7 @@ def _index_lock(directory):
     if fcntl is None:
         yield
         return
-    with open(os.path.join(directory, ".index.lock"), "a+b") as lock:
+    with _POLICY.open_lock(os.path.join(directory, ".index.lock")) as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
             yield
@@ -244,7 +297,9 @@ def _index_lock(directory):
 
 
 class _CacheFile(IndexDataCacheFile):
-    """numba's index + data files, made safe to share and to damage (module docstring, 3)."""
+    """numba's index + data files, made safe to share and to damage (module docstring, 3)
+    and read only if no one but the user (or root) could have written them, written
+    private (numnet/_trust.py)."""
 
     def save(self, key, data):
         payload = serialize.dumps((key, data))
@@ -260,13 +315,48 @@ class _CacheFile(IndexDataCacheFile):
         name = self._load_index().get(key)
         if name is None:
             return None
-        with open(self._data_path(name), "rb") as f:
-            blob = f.read()
+        blob = self._read(self._data_path(name))
+        if blob is None:
+            return None
         digest, payload = blob[len(_MAGIC):len(_MAGIC) + 32], blob[len(_MAGIC) + 32:]
         if not blob.startswith(_MAGIC) or hashlib.sha256(payload).digest() != digest:
             return None  # truncated or garbled
         stored_key, data = pickle.loads(payload)
         return data if stored_key == key else None
+
+    def _load_index(self):
+        blob = self._read(self._index_path)
+        if blob is None:
+            return {}
+        stream = io.BytesIO(blob)
+        if pickle.load(stream) != self._version:
+            return {}
+        stamp, overloads = pickle.loads(stream.read())
+        return overloads if stamp == self._source_stamp else {}
+
+    @staticmethod
+    def _read(path):
+        """The file's bytes if it is there and trusted; else None (a miss, said once)."""
+        try:
+            return _POLICY.read(path)
+        except FileNotFoundError:
+            return None
+        except Untrusted as e:
+            say_once(f"not loading compiled code from {path}: {e}; compiling it again")
+            return None
+
+    @contextlib.contextmanager
+    def _open_for_write(self, filepath):
+        """A new private file under a temporary name, renamed to ``filepath`` when whole."""
+        temporary = f"{filepath}.tmp.{uuid.uuid4().hex[:16]}"
+        try:
+            with _POLICY.create(temporary) as f:
+                yield f
+            os.replace(temporary, filepath)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(temporary)
+            raise
 
     def _data_name_for(self, key_bytes):
         return self._data_name_pattern.replace("{number:d}", hashlib.sha256(key_bytes).hexdigest()[:16])
@@ -301,6 +391,8 @@ class _Cache:
             return None
         target_context.refresh()
         try:
+            if not _tag_folder_ready(make=False):
+                return None
             start_threading_layer()  # rule 1 of the module docstring
             data = self._cache_file.load(self._index_key(sig, target_context.codegen()))
             return None if data is None else self._impl.rebuild(target_context, data)
@@ -348,6 +440,27 @@ def cache_report():
             tags.append((d, *usage(d.rglob("*")), d == CACHE_DIR))
     legacy = list(PACKAGE.rglob("__pycache__/*.nb[ic]"))
     return tags, (legacy, *usage(legacy))
+
+
+def describe_folder(folder):
+    """"owner NAME, mode 0700: trusted (...)" or "...: NOT trusted: why", for numnet cache."""
+    try:
+        st = os.lstat(folder)
+    except OSError as e:
+        return f"cannot be read: {e.strerror}"
+    try:
+        import pwd
+
+        owner = pwd.getpwuid(st.st_uid).pw_name
+    except (ImportError, KeyError):
+        owner = f"uid {st.st_uid}"
+    try:
+        Policy().check_root(folder, follow=True) if folder == CACHE_ROOT else Policy().check_folder(folder)
+        verdict = "trusted: only you and root can write it" + (
+            f" (and the members of group {Policy().group}, by {_trust.GROUP_VARIABLE})" if Policy().group else "")
+    except (Untrusted, OSError) as e:
+        verdict = f"NOT trusted: {e}"
+    return f"owner {owner}, mode {stat.S_IMODE(st.st_mode):04o}: {verdict}"
 
 
 def clear_cache():

@@ -12,16 +12,16 @@ def test_the_first_writable_folder_is_taken(monkeypatch, tmp_path):
     a_file.touch()
     monkeypatch.setenv("NUMNET_CACHE_DIR", str(a_file / "cache"))  # cannot be made
     monkeypatch.setenv("NUMBA_CACHE_DIR", str(tmp_path / "numba"))
-    assert _jit._writable_root() == tmp_path / "numba" / "numnet"
+    assert _jit._choose_root() == (tmp_path / "numba" / "numnet", [])
     monkeypatch.delenv("NUMBA_CACHE_DIR")
     monkeypatch.setenv("XDG_CACHE_HOME", str(a_file))
     monkeypatch.setattr(_jit.tempfile, "gettempdir", lambda: str(tmp_path / "tmp"))
-    assert _jit._writable_root().parent == tmp_path / "tmp"
+    assert _jit._choose_root()[0].parent == tmp_path / "tmp"
 
 
 def test_numnet_cache_0_turns_the_cache_off(monkeypatch):
     monkeypatch.setenv("NUMNET_CACHE", "0")
-    assert _jit._writable_root() is None
+    assert _jit._choose_root() == (None, [])
 
 
 def test_options_name_the_files_apart():
