@@ -235,6 +235,7 @@ def test_03_training(executed):
         # Measured here: 2.1e-6 over these 460 steps; numnet and torch round differently,
         # and the difference grows with the steps (parity/test_training_parity.py).
         assert number(r"between the two loss curves: ([\d.e+-]+)", trained) < 1e-4
+        assert re.search(r"steps with exactly the same loss: \d+ of 460", trained), trained
         assert images(nb, "torch-curves") == 1
 
 
