@@ -30,12 +30,15 @@ def shape_str(shape):
     return "x".join(str(d) for d in shape)
 
 
-def as_host_array(op, name, x):
+def as_host_array(op, name, x, floats=True):
     """The numpy array behind ``x``, without copying when it already is one.
 
     Accepted: numpy arrays, anything numpy converts without guessing (torch CPU
     tensors share their memory this way), Python numbers and nested lists of them.
-    GPU arrays are refused with a pointer to ``numnet.cuda``.
+    They are read as numpy reads them: a list of Python floats, or a float, becomes
+    float64 (torch would make float32); ints and bools are refused with the conversion
+    that fits (unless ``floats`` is False: class indices). GPU arrays are refused with
+    a pointer to ``numnet.cuda``.
     """
     if type(x) is np.ndarray:
         return x
@@ -49,9 +52,14 @@ def as_host_array(op, name, x):
             "for GPU arrays, or copy it to the host first"
         )
     try:
-        return np.asarray(x)
+        a = np.asarray(x)
     except Exception as exc:  # torch tensors that require grad, ragged lists, ...
         raise TypeError(f"{op}: cannot read {name} as an array: {exc}") from None
+    if floats and a.dtype not in FLOAT_DTYPES:  # advice that fits a list, a number or a tensor
+        kind = f"a Python {type(x).__name__}" if np.isscalar(x) else f"a {type(x).__name__}"
+        raise DTypeError(f"{op}: expected float32 or float64 arrays, got {kind} of {a.dtype}; "
+                         f"convert with np.asarray({name}, np.float32)")
+    return a
 
 
 def check_dtype(op, *arrays):
@@ -67,7 +75,9 @@ def check_dtype(op, *arrays):
         if a.dtype != dtype:
             raise DTypeError(
                 f"{op}: expected all arrays to have the same dtype, got {dtype} and {a.dtype}; "
-                "numnet does not promote (as torch): convert one with .astype()"
+                "numnet does not promote (as torch): convert one with .astype() "
+                "(a list or a Python float becomes float64, as in numpy: np.asarray(x, np.float32) "
+                "makes float32)"
             )
     return dtype
 

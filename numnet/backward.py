@@ -78,7 +78,7 @@ def read_network(op, x, target, layers, hidden, output, loss, read):
     pairs = [(read(op, f"layer {i} W", W), read(op, f"layer {i} bias", b)) for i, (W, b) in enumerate(pairs, start=1)]
     dtype = C.check_dtype(op, x, *(a for pair in pairs for a in pair))
     C.check_layers(op, x, pairs)
-    target = read(op, "target", target)
+    target = read(op, "target", target, floats=False)
     out_shape = (x.shape[0], pairs[-1][0].shape[1])
     if loss == MSE:
         C.check_mse_target(op, target, out_shape, dtype)

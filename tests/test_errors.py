@@ -147,3 +147,19 @@ def test_errors_come_before_any_work():
     with pytest.raises(ValueError):
         numnet.forward(a, [(ones(3, 2), ones(2)), (ones(4, 1), ones(1))])
     assert (a == before).all()
+
+
+@pytest.mark.parametrize("value, kind", [([1, 2, 3], "a list of int64"), (2, "a Python int of int64"),
+                                         ((True, False), "a tuple of bool")])
+def test_advice_fits_a_list_or_a_number(value, kind):
+    """A list or a number has no .astype: the advice is what works for it."""
+    with pytest.raises(TypeError) as info:
+        numnet.sigmoid(value)
+    assert str(info.value) == (f"numnet.sigmoid: expected float32 or float64 arrays, got {kind}; "
+                               "convert with np.asarray(x, np.float32)")
+
+
+def test_a_list_of_floats_is_float64_and_the_mix_says_so():
+    assert numnet.sigmoid([-1.0, 0.0, 1.0]).dtype == np.float64
+    with pytest.raises(TypeError, match=r"a list or a Python float becomes float64.*np.asarray\(x, np.float32\)"):
+        numnet.mm([[1.0, 2.0]], np.ones((2, 1), np.float32))

@@ -80,12 +80,12 @@ def _is_gpu_array(x):
         return True
 
 
-def _read(op, name, x):
+def _read(op, name, x, floats=True):
     """A numba device array for a GPU array (a view, no copy), else a numpy array."""
     if getattr(x, "__cuda_ndarray__", False):  # numba's own (also the simulator's)
         return x
     if not _is_gpu_array(x):
-        return C.as_host_array(op, name, x)
+        return C.as_host_array(op, name, x, floats)
     if K.SIMULATED:
         raise TypeError(
             f"{op}: {name} is a {type(x).__name__} on a GPU, and numba runs in its CUDA "
