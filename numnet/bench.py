@@ -17,7 +17,12 @@ Every figure is measured the same way, side by side in this one process:
 - the process sleeps between blocks until the previous library's worker threads have
   gone to sleep: after a threaded call OpenBLAS (numpy) keeps a core spinning for about
   100 ms, torch's and numba's OpenMP threads for about 10 ms, and that core would be
-  taken from the next competitor.
+  taken from the next competitor;
+- so each block starts with one untimed call: it wakes the competitor's sleeping worker
+  threads (milliseconds on a virtual machine: a 64x64 product timed with its wake-up took
+  hundreds of times its real time), and the block times the op, not the wake-up;
+- a ratio whose repeats spread widely (their interquartile range more than NOISY of
+  their median) is marked noisy: a figure to measure again, not to quote.
 
 A ratio is the competitor's time divided by numnet's: above 1, numnet is faster. Rates
 (GFLOP/s, GB/s) are numnet's own, from its median time.
@@ -36,7 +41,7 @@ import time
 
 import numpy as np
 
-# The targets (issues 6 and 11): (device, op, size, competitor, minimum ratio). For the
+# The targets: (device, op, size, competitor, minimum ratio). For the
 # GPU sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
 # memory bandwidth (the kernel alone: the op also allocates its output, with cudaMalloc).
 # "cpu busy" rows run while another process keeps one core busy (--busy).
@@ -60,6 +65,10 @@ TARGETS = [
 # Seconds to sleep after a competitor's block, so that its spinning threads do not
 # slow down the next one (see the module docstring).
 SETTLE = {"numpy": 0.12, "torch": 0.015, "numnet": 0.015}
+
+# A ratio is noisy when the interquartile range of its repeats exceeds this fraction of
+# their median.
+NOISY = 0.25
 
 INSTALL_HINT = ("numnet bench: needs torch to compare against; install the test extra: "
                 "pip install -e '.[test]' (torch==2.13.0, the CPU build)")
@@ -413,12 +422,22 @@ def measure(calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None
     for r in range(repeats):
         order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
         for name in order:
+            calls[name]()  # wakes its worker threads, asleep since the settling pause
             times[name].append(_block(calls[name], per_block[name], sync))
             if settle:
                 time.sleep(settle.get(name, 0))
         tick()
     ratios = {name: [t / base for t, base in zip(times[name], times[names[0]])] for name in names}
     return {"calls": per_block, "times": times, "ratios": ratios}
+
+
+def spread(values):
+    """The interquartile range of ``values`` over their median (0 for fewer than 2)."""
+    if len(values) < 2:
+        return 0.0
+    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
+    middle = statistics.median(values)
+    return (q3 - q1) / middle if middle > 0 else float("inf")
 
 
 def _rate(work, seconds):
@@ -445,6 +464,7 @@ def run_cases(device, factories, repeats, block_seconds, settle, sync, progress,
         row.update(timing)
         row["median_time"] = {n: statistics.median(t) for n, t in timing["times"].items()}
         row["median_ratio"] = {n: statistics.median(r) for n, r in timing["ratios"].items()}
+        row["noisy"] = sorted(n for n, r in timing["ratios"].items() if spread(r) > NOISY)
         row["rate"] = _rate(case["work"], row["median_time"]["numnet"])
         if stalls:
             row["numnet_single_calls"] = dict(zip(("median", "p99", "max"), worst_calls(case["calls"]["numnet"])))
@@ -513,7 +533,8 @@ def table_rows(rows):
             r["device"], r["op"], r["size"],
             *(_seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
             f"{r['rate']:.3g} {r['unit']}",
-            *(f"{q[n]:.2f}x" if n in q else "-" for n in ("numpy", "torch")),
+            *(f"{q[n]:.2f}x" + (" noisy" if n in r.get("noisy", ()) else "") if n in q else "-"
+              for n in ("numpy", "torch")),
             *([f"{_seconds(single['p99'])} / {_seconds(single['max'])}"] if single else []),
         ])
     return cells
@@ -522,10 +543,18 @@ def table_rows(rows):
 HEADERS = ["device", "op", "size", "numnet", "numpy", "torch", "numnet rate", "vs numpy", "vs torch"]
 
 
+NOISE_NOTE = (f"noisy: the ratio's repeats spread over more than {NOISY:.0%} of their median "
+              "(interquartile range): measure it again before you quote it")
+
+
 def print_table(rows, targets, console=None):
     cells = table_rows(rows)
     headers = HEADERS + (["numnet p99 / slowest call"] if any("numnet_single_calls" in r for r in rows) else [])
     cells = [c + [""] * (len(headers) - len(c)) for c in cells]
+    unmeasured = sum(t["measured"] is None for t in targets)
+    targets = [t for t in targets if t["measured"] is not None]
+    notes = ([NOISE_NOTE] if any(r.get("noisy") for r in rows) else []) + (
+        [f"{unmeasured} targets are for sizes or devices this run did not time"] if unmeasured else [])
     target_cells = [
         [t["device"], t["op"], t["size"], f">= {t['minimum']:g}"
          + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
@@ -543,21 +572,27 @@ def print_table(rows, targets, console=None):
         for c in cells:
             table.add_row(*c)
         console.print(table)
-        goals = Table(title="targets (issues 6 and 11)")
+        goals = Table(title="targets: their time / numnet's, at least")
         for h in ("device", "op", "size", "target", "measured", ""):
             goals.add_column(h)
         for c in target_cells:
             goals.add_row(*c)
-        console.print(goals)
+        if target_cells:
+            console.print(goals)
+        for note in notes:
+            console.print(note, highlight=False)
         return
     widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
     print("numnet against numpy and torch: median time per call; 'vs' = their time / numnet's")
     print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
     for c in cells:
         print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
-    print("targets (issues 6 and 11):")
+    if target_cells:
+        print("targets: their time / numnet's, at least:")
     for c in target_cells:
         print("  " + "  ".join(c))
+    for note in notes:
+        print(note)
 
 
 def plot(rows, targets, path):
@@ -709,7 +744,7 @@ def main(args):
     quick = bool(getattr(args, "quick", False))
     busy = bool(getattr(args, "busy", False))
     device = getattr(args, "device", "all")
-    repeats, block_seconds = (3, 0.002) if quick else (15, 0.05)
+    repeats, block_seconds = (5, 0.005) if quick else (15, 0.05)
     settle = SETTLE  # even --quick: one spinning library can slow the next a thousandfold
 
     env = environment(torch)
