@@ -85,7 +85,7 @@ import llvmlite
 import numba
 import numpy as np
 from numba import config, njit
-from numba.core import serialize
+from numba.core import event, serialize
 from numba.core.caching import Cache, CompileResultCacheImpl, IndexDataCacheFile, _CacheLocator
 
 from numnet import _trust
@@ -413,6 +413,55 @@ class _Cache:
     # numba's key: the signature, the CPU (name and features), hashes of the bytecode
     # and of any closure variables.
     _index_key = Cache._index_key
+
+
+# -- saying that compiling takes a while -------------------------------------------------------
+
+NOTICE_SECONDS = 2.0  # a compile of numnet's code that runs this long is announced
+
+
+def compile_notice():
+    """The line numnet prints once when compiling keeps a learner waiting."""
+    if CACHE_DIR is None:
+        return "numnet: compiling numnet's kernels (without a cache, every run compiles them)"
+    return "numnet: compiling numnet's kernels, first run only (later runs load them from the cache)"
+
+
+class _CompileNotice(event.Listener):
+    """Announces, once per process on stderr, a compile of numnet's code that has run
+    NOTICE_SECONDS: an empty cache's first run compiles for tens of seconds, and a
+    silent screen looks like a hang. numba compiles one function at a time (a global
+    lock) and nests the compiles of the functions it calls: the clock runs from the
+    outermost one."""
+
+    def __init__(self):
+        self.depth = 0
+        self.timer = None
+        self.said = False
+
+    def on_start(self, ev):
+        self.depth += 1
+        if self.depth > 1 or self.said:
+            return
+        py_func = getattr(ev.data.get("dispatcher"), "py_func", None)
+        if getattr(py_func, "__module__", "").startswith("numnet"):
+            self.timer = threading.Timer(NOTICE_SECONDS, self._say)
+            self.timer.daemon = True
+            self.timer.start()
+
+    def on_end(self, ev):
+        self.depth -= 1
+        if self.depth == 0 and self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _say(self):
+        if not self.said:
+            self.said = True
+            print(compile_notice(), file=sys.stderr, flush=True)
+
+
+event.register("numba:compile", _CompileNotice())
 
 
 def jit(fn=None, **options):

@@ -75,3 +75,26 @@ def test_only_numnet_directories_are_pruned_or_cleared(monkeypatch, tmp_path):
     assert sorted(d for d in tmp_path.iterdir()) == sorted(mine[-_jit.KEEP_TAGS:] + theirs)
     _jit.clear_cache()
     assert sorted(d for d in tmp_path.iterdir()) == sorted(theirs)
+
+
+def test_a_long_compile_is_announced_once(tmp_path):
+    """An empty cache's first run compiles for many seconds: numnet says so, once, on
+    stderr, and only for its own code (a user's numba function compiles silently)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import numba, numpy as np
+        from numnet import _jit
+        _jit.NOTICE_SECONDS = 0.0  # announce at once (2 s in real use)
+        numba.njit(lambda x: x + 1)(1)  # the user's own function: nothing said
+        import sys; print("user compiled", file=sys.stderr, flush=True)
+        import numnet
+        numnet.sigmoid(np.zeros(3, np.float32))
+        numnet.mm(np.ones((2, 2)), np.ones((2, 2)))
+    """)
+    env = {**os.environ, "NUMNET_CACHE_DIR": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["user compiled", _jit.compile_notice()], done.stderr
