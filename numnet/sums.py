@@ -56,14 +56,16 @@ copy (what ``torch.tensor(x)`` makes).
 Every value is added once, products (dot) rounded before they are added: no fused
 multiply-add, no fastmath.
 """
+import functools
 import os
 import platform
 
 import numpy as np
 from numba import prange
 
-from numnet._jit import jit
+from numnet._jit import jit, threads
 
+LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
 GRAIN = 32768  # ATen's internal::GRAIN_SIZE: below it, a sum runs on one torch thread
 ACCUMULATORS = 4  # row_sum's ilp_factor: 4 accumulators (vectors, or scalars for n < V)
 LEVELS = 4  # multi_row_sum's num_levels
@@ -75,6 +77,7 @@ _X86 = platform.machine().lower() in ("x86_64", "amd64", "x64")
 # -- which order: torch's CPU capability and thread count, found without torch ---------------
 
 
+@functools.lru_cache(maxsize=None)
 def _cpu_features():
     try:
         from llvmlite import binding
@@ -109,6 +112,7 @@ def capability():
     return found, note
 
 
+@functools.lru_cache(maxsize=None)
 def _physical_cores():
     cores = set()
     try:
@@ -307,14 +311,10 @@ def sum_kernel(rows, lanes, vectorised, torch_threads, threads):
     return _combine(partial, lanes)
 
 
-@jit
-def dot_kernel(a, b, lanes, torch_threads, threads):
-    """sum_i a[i] * b[i] over flat arrays: each product rounded, then the products summed
-    as torch.sum(a * b) sums the contiguous product vector."""
-    products = np.empty(a.shape[0], a.dtype)
-    for i in range(a.shape[0]):
-        products[i] = a[i] * b[i]
-    return sum_kernel(products.reshape(1, -1), lanes, True, torch_threads, threads)
+def numnet_threads(n):
+    """How many threads numnet may use for a sum of n values (numnet._jit.threads): one
+    below 2 * GRAIN (torch's chunks would not be split), else as for sigmoid."""
+    return threads(large=n >= LARGE) if n >= 2 * GRAIN else 1
 
 
 # -- layouts -------------------------------------------------------------------------------
