@@ -276,22 +276,22 @@ def sigmoid_kernel(x, out, threads):
 
 
 @jit
-def dot_kernel(a, b, lanes, torch_threads, threads):
+def dot_kernel(a, b, torch_threads, threads):
     """sum_i a[i] * b[i] over flat arrays, accumulated in their dtype: each product
     rounded (no fused multiply-add), then the products summed as torch.sum(a * b) sums
-    them (numnet.sums: lanes, torch_threads and threads as sums.sum_kernel takes them)."""
+    them (numnet.sums: torch_threads and threads as sums.sum_kernel takes them)."""
     products = np.empty(a.shape[0], a.dtype)
     for i in range(a.shape[0]):
         products[i] = a[i] * b[i]
-    return sums.sum_kernel(products.reshape(1, -1), lanes, True, torch_threads, threads)
+    return sums.sum_kernel(products.reshape(1, -1), True, torch_threads, threads)
 
 
 @jit
-def neuron_kernel(x, w, b, out, lanes, torch_threads):
+def neuron_kernel(x, w, b, out, torch_threads):
     """out[i] = sigma(sum_j x[j] * w[j] + b[i]): one neuron, its bias broadcast over out;
     the sum is dot_kernel's, so numnet.neuron is sigmoid(numnet.dot(x, w) + b) bit for bit."""
     one = x.dtype.type(1)
-    s = dot_kernel(x, w, lanes, torch_threads, 1)
+    s = dot_kernel(x, w, torch_threads, 1)
     for i in range(b.shape[0]):
         out[i] = sigma(s + b[i], one)
 

@@ -54,7 +54,7 @@ def sum(x, torch_threads=None):
     x = C.as_host_array(op, "x", x)
     C.check_dtype(op, x)
     rows, vectorised = S.order_rows(x)
-    total = S.sum_kernel(rows, S.lanes(x.dtype), vectorised, _torch_threads(op, torch_threads),
+    total = S.sum_kernel(rows, vectorised, _torch_threads(op, torch_threads),
                          S.numnet_threads(x.size))
     return np.array(total, dtype=x.dtype)
 
@@ -88,7 +88,7 @@ def dot(a, b, torch_threads=None):
     C.check_same_shape(op, a, b)
     flat_a = np.ascontiguousarray(a).reshape(-1)
     flat_b = np.ascontiguousarray(b).reshape(-1)
-    total = K.dot_kernel(flat_a, flat_b, S.lanes(dtype), _torch_threads(op, torch_threads),
+    total = K.dot_kernel(flat_a, flat_b, _torch_threads(op, torch_threads),
                          S.numnet_threads(flat_a.size))
     return np.array(total, dtype=dtype)
 
@@ -135,7 +135,6 @@ def neuron(x, w, b):
         np.ascontiguousarray(w).reshape(-1),
         np.ascontiguousarray(b).reshape(-1),
         out.reshape(-1),
-        S.lanes(dtype),
         S.torch_threads(),
     )
     return out

@@ -61,7 +61,10 @@ import os
 import platform
 
 import numpy as np
-from numba import prange
+from numba import prange, types
+from numba.core import cgutils
+from numba.extending import intrinsic, overload
+from numba.np.arrayobj import make_array, populate_array
 
 from numnet._jit import jit, threads
 
@@ -69,8 +72,10 @@ LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
 GRAIN = 32768  # ATen's internal::GRAIN_SIZE: below it, a sum runs on one torch thread
 ACCUMULATORS = 4  # row_sum's ilp_factor: 4 accumulators (vectors, or scalars for n < V)
 LEVELS = 4  # multi_row_sum's num_levels
-# Bytes per vector of torch's sum kernel, by capability (AVX512 runs the AVX2 build).
+# Bytes per vector of torch's sum kernel, by capability (AVX512 runs the AVX2 build):
+# the same for all, so the kernels below take it as the constant LANE_BYTES.
 VECTOR_BYTES = {"avx512": 32, "avx2": 32, "default": 32}
+LANE_BYTES = 32
 _X86 = platform.machine().lower() in ("x86_64", "amd64", "x64")
 
 
@@ -163,7 +168,7 @@ def order(dtype=np.float32):
 
 def lanes(dtype):
     """V: the lanes of one vector of this dtype in the order numnet reproduces."""
-    return VECTOR_BYTES[capability()[0]] // np.dtype(dtype).itemsize
+    return LANE_BYTES // np.dtype(dtype).itemsize
 
 
 # -- the kernels ---------------------------------------------------------------------------
@@ -182,7 +187,7 @@ def _ceil_log2(n):
     return bits
 
 
-@jit
+@jit(inline="always")
 def _multi_row_sum(x, lo, rows, width, acc):
     """acc[0, k] = sum_r x[lo + r * width + k], r = 0 .. rows-1, k < width, in four levels.
 
@@ -194,11 +199,13 @@ def _multi_row_sum(x, lo, rows, width, acc):
     step = 1 << power
     mask = step - 1
     i = 0
+    # Each row is read through a slice indexed from 0: numba then needs no check for
+    # negative indices, and LLVM turns the loop over k into whole-vector adds.
     while i + step <= rows:
         for _ in range(step):
-            base = lo + i * width
+            row = x[lo + i * width:lo + (i + 1) * width]
             for k in range(width):
-                acc[0, k] += x[base + k]
+                acc[0, k] += row[k]
             i += 1
         for j in range(1, LEVELS):
             for k in range(width):
@@ -207,33 +214,74 @@ def _multi_row_sum(x, lo, rows, width, acc):
             if i & (mask << (j * power)) != 0:
                 break
     while i < rows:
-        base = lo + i * width
+        row = x[lo + i * width:lo + (i + 1) * width]
         for k in range(width):
-            acc[0, k] += x[base + k]
+            acc[0, k] += row[k]
         i += 1
     for j in range(1, LEVELS):
         for k in range(width):
             acc[0, k] += acc[j, k]
 
 
+def _lanes(x):
+    """V, the lanes of a LANE_BYTES vector of x's dtype, as a constant of the compiled code."""
+
+
+@overload(_lanes, inline="always")
+def _lanes_impl(x):
+    lanes = LANE_BYTES // (x.dtype.bitwidth // 8)
+    return lambda x: lanes
+
+
+@intrinsic
+def _levels(typingctx, like):
+    """A (LEVELS, ACCUMULATORS * V) C-ordered array of like's dtype on the stack: the
+    accumulators, which LLVM keeps in vector registers (their indices are constants once
+    the loops over them are unrolled), where a heap array would go to memory every row."""
+    if not isinstance(like, types.Array):
+        return None
+    dtype = like.dtype
+    width = ACCUMULATORS * LANE_BYTES // (dtype.bitwidth // 8)
+    levels = types.Array(dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        item = context.get_data_type(dtype)
+        size = context.get_abi_sizeof(item)
+        data = cgutils.alloca_once(builder, item, size=LEVELS * width)
+        array = make_array(levels)(context, builder)
+        intp = context.get_value_type(types.intp)
+        populate_array(array, data=data, shape=[intp(LEVELS), intp(width)],
+                       strides=[intp(width * size), intp(size)], itemsize=intp(size), meminfo=None)
+        return array._getvalue()
+
+    return levels(like), codegen
+
+
 @jit
-def row_sum(x, lo, hi, lanes, vectorised):
+def row_sum(x, lo, hi, vectorised):
     """sum x[lo:hi] (x contiguous) in torch's order (module docstring): with ACCUMULATORS
-    vectors of ``lanes`` when ``vectorised`` and there are at least ``lanes`` values,
-    else with ACCUMULATORS scalars."""
+    vectors of V lanes when ``vectorised`` and there are at least V values, else with
+    ACCUMULATORS scalars."""
     n = hi - lo
+    zero = x.dtype.type(0)
+    lanes = _lanes(x)
     if vectorised and n >= lanes:
+        width = ACCUMULATORS * lanes
         vectors = n // lanes
-        acc = np.zeros((LEVELS, ACCUMULATORS * lanes), x.dtype)
+        acc = _levels(x)
+        for j in range(LEVELS):
+            for k in range(width):
+                acc[j, k] = zero
         rows = vectors // ACCUMULATORS
-        _multi_row_sum(x, lo, rows, ACCUMULATORS * lanes, acc)
+        _multi_row_sum(x, lo, rows, width, acc)
         for v in range(rows * ACCUMULATORS, vectors):  # left-over whole vectors
+            vector = x[lo + v * lanes:lo + (v + 1) * lanes]
             for k in range(lanes):
-                acc[0, k] += x[lo + v * lanes + k]
+                acc[0, k] += vector[k]
         for g in range(1, ACCUMULATORS):
             for k in range(lanes):
                 acc[0, k] += acc[0, g * lanes + k]
-        total = x.dtype.type(0)
+        total = zero
         for i in range(lo + vectors * lanes, hi):  # the tail, then the lanes
             total += x[i]
         for k in range(lanes):
@@ -251,7 +299,7 @@ def row_sum(x, lo, hi, lanes, vectorised):
 
 
 @jit
-def _range_sum(rows, start, stop, lanes, vectorised):
+def _range_sum(rows, start, stop, vectorised):
     """0 + the sums of the row pieces that the flat index range [start, stop) covers,
     added in order: one torch thread's share. rows: (R, L), C-contiguous."""
     length = rows.shape[1]
@@ -261,7 +309,7 @@ def _range_sum(rows, start, stop, lanes, vectorised):
     while i < stop:
         r = i // length
         end = min(stop, (r + 1) * length)
-        total += row_sum(flat, i, end, lanes, vectorised)
+        total += row_sum(flat, i, end, vectorised)
         i = end
     return total
 
@@ -277,17 +325,11 @@ def _chunk_bounds(n, torch_threads):
     return chunks, (n + chunks - 1) // chunks
 
 
-@jit
-def _combine(partial, lanes):
-    """The second pass: 0 + the T-long buffer of chunk sums, summed as a contiguous row."""
-    return partial.dtype.type(0) + row_sum(partial, 0, partial.shape[0], lanes, True)
-
-
-def _chunk_sums(rows, partial, chunks, size, lanes, vectorised):
+def _chunk_sums(rows, partial, chunks, size, vectorised):
     """partial[c] = chunk c's sum (the thread slots torch fills), on numnet's threads."""
     n = rows.size
     for c in prange(chunks):
-        partial[c] = _range_sum(rows, c * size, min(n, (c + 1) * size), lanes, vectorised)
+        partial[c] = _range_sum(rows, c * size, min(n, (c + 1) * size), vectorised)
 
 
 _chunk_sums_parallel = jit(parallel=True)(_chunk_sums)
@@ -295,20 +337,21 @@ _chunk_sums_serial = jit(_chunk_sums)
 
 
 @jit
-def sum_kernel(rows, lanes, vectorised, torch_threads, threads):
+def sum_kernel(rows, vectorised, torch_threads, threads):
     """The sum of every value of rows: (R, L), C-contiguous, each row one of torch's rows
     (R = 1 for a contiguous array), in the order torch.sum gives with ``torch_threads``
     threads. ``threads``: how many threads numnet may use (numnet._jit.threads)."""
     n = rows.size
     if n < GRAIN or torch_threads == 1:
-        return rows.dtype.type(0) + _range_sum(rows, 0, n, lanes, vectorised)
+        return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
     chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
     if threads > 1 and chunks > 1:
-        _chunk_sums_parallel(rows, partial, chunks, size, lanes, vectorised)
+        _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
     else:
-        _chunk_sums_serial(rows, partial, chunks, size, lanes, vectorised)
-    return _combine(partial, lanes)
+        _chunk_sums_serial(rows, partial, chunks, size, vectorised)
+    # The second pass: 0 + the T-long buffer of chunk sums, summed as a contiguous row.
+    return rows.dtype.type(0) + row_sum(partial, 0, partial.shape[0], True)
 
 
 def numnet_threads(n):

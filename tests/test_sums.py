@@ -57,8 +57,8 @@ def test_the_notebook_order_of_five():
 def test_numnet_threads_never_change_the_bits():
     x = mixed(300001, np.float32)
     rows, vectorised = sums.order_rows(x)
-    one = sums.sum_kernel(rows, 8, vectorised, 2, 1)
-    two = sums.sum_kernel(rows, 8, vectorised, 2, 2)
+    one = sums.sum_kernel(rows, vectorised, 2, 1)
+    two = sums.sum_kernel(rows, vectorised, 2, 2)
     assert bits(one, np.float32) == bits(two, np.float32) == numnet.sum(x, torch_threads=2).tobytes()
 
 
