@@ -144,3 +144,12 @@ def test_capability_without_the_variable_is_torchs():
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     theirs, ours = out.stdout.split()
     assert theirs == ours
+
+
+def test_the_gpu_sum_is_within_the_bound_of_torchs(ops):
+    """numnet.cuda.sum adds in a tree: within numnet.testing's sum bound of torch.sum."""
+    from numnet.testing import assert_close, op_tolerance
+
+    for n in (0, 7, 300, 1000):
+        x = mixed(n, np.float32)
+        assert_close(ops.sum(x), torch.sum(torch.from_numpy(x)).numpy(), **op_tolerance("sum", (x,), None, None))
