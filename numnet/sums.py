@@ -31,7 +31,8 @@ At the end the levels are folded, ((L0 + L1) + L2) + L3::
     A0 = ((A0 + A1) + A2) + A3               (lane by lane)
     s = 0; s += each tail value (n mod V of them), in order; s += A0[0], ..., A0[V-1]
 
-**Fewer than V values** (the notebook's 5 products): the same cascade with four scalar
+**Fewer than V values** (the notebook's 5 products), or a row whose values are not
+contiguous in memory (a strided view): the same cascade with four scalar
 accumulators over rows of 4, the tail (n mod 4 values) added into the first, then
 ((a0 + a1) + a2) + a3. For 5 values p0..p4: (((p0 + p4) + p1) + p2) + p3.
 
@@ -40,7 +41,7 @@ threads (``torch.get_num_threads()``, by default the number of physical cores):
 C = min(T, ceil(n / GRAIN)) chunks of ceil(n / C) values, each summed as above into
 its own slot of a T-long buffer of zeros (n = GRAIN exactly: one chunk), and the buffer
 is then summed as any T values are (the small case above for T < V). So the bits of
-a large sum depend on T: numnet reproduces a given T (``threads``), by default the T
+a large sum depend on T: numnet reproduces a given T (``torch_threads``), by default the T
 torch starts with on this machine (``torch_threads()``: OMP_NUM_THREADS, MKL_NUM_THREADS,
 else the physical cores, as ATen reads them). numnet runs the chunks on its own threads
 when it may; the bits depend only on the chunks, never on numnet's threads.
@@ -49,9 +50,10 @@ when it may; the bits depend only on the chunks, never on numnet's threads.
 iterator sorts the axes by stride, merges axes that follow each other in memory, and
 then sums row by row along the innermost one (each row as above, vectorised only if
 that axis is contiguous, the row sums added in order to the result). ``order_rows``
-does the same for numpy arrays with positive strides (what ``torch.from_numpy`` takes);
-an array with a negative or zero stride, which torch cannot view, is summed as its C-order
-copy (what ``torch.tensor(x)`` makes).
+does the same for numpy arrays with positive strides (checked against
+``torch.sum(torch.from_numpy(x))``). An array with a negative stride, which torch cannot
+view, or a zero stride (a broadcast view; not checked against torch) is summed as its
+C-order copy.
 
 Every value is added once, products (dot) rounded before they are added: no fused
 multiply-add, no fastmath.
