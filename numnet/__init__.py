@@ -1,6 +1,6 @@
 """numnet: a neural network's arithmetic as readable Numba kernels, checked against PyTorch.
 
-CPU ops live here (``numnet.sigmoid``, ``numnet.mm``, ...), with what training needs
+CPU ops live here (``numnet.sigmoid``, ``numnet.sum``, ``numnet.mm``, ...), with what training needs
 (``numnet.loss_and_grads``, ``numnet.SGD``, ``numnet.softmax``); the same ops for CUDA
 GPUs live in ``numnet.cuda``, imported on first use: ``numnet.cuda.mm(...)`` works after
 ``import numnet`` alone, as ``torch.cuda`` does after ``import torch``, and importing numnet
@@ -13,11 +13,11 @@ __version__ = "0.1.0"
 from numnet._checks import DTypeError, ShapeError
 from numnet._format import format_tensor as format
 from numnet.backward import SGD, log_softmax, loss_and_grads, softmax
-from numnet.ops import dot, forward, linear, mm, neuron, sigmoid
+from numnet.ops import dot, forward, linear, mm, neuron, sigmoid, sum, sum_order
 from numnet.random import Generator, default_generator, initial_seed, manual_seed, randn, randn_like
 
 __all__ = [
-    "sigmoid", "dot", "mm", "neuron", "linear", "forward",
+    "sigmoid", "sum", "sum_order", "dot", "mm", "neuron", "linear", "forward",
     "log_softmax", "softmax", "loss_and_grads", "SGD",
     "manual_seed", "initial_seed", "randn", "randn_like", "Generator", "default_generator",
     "format", "ShapeError", "DTypeError",

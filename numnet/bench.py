@@ -98,7 +98,7 @@ def _sizes(quick, busy=False):
     busy core shows (--busy), else a range."""
     if quick:
         return {
-            "sigmoid": [1000], "dot": [1000], "mm": [16, 64],
+            "sigmoid": [1000], "sum": [1000], "dot": [1000], "mm": [16, 64],
             "linear": [(8, 32, 16)], "forward": ["notebook", (64, 32, 16, 4)], "randn": [1000],
             "train step": [(16, 32, 16, 4)],
         }
@@ -107,7 +107,8 @@ def _sizes(quick, busy=False):
         return {"sigmoid": [10**3, 10**5], "mm": [64, 256], "linear": [(64, 128, 64), *batches[2:4]],
                 "forward": ["notebook", (64, 784, 256)], "train step": [(64, 784, 128, 64, 10), (64, 64, 64, 10)]}
     return {
-        "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "dot": [10**3, 10**5, 10**7],
+        "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "sum": [10**3, 10**5, 10**7],
+        "dot": [10**3, 10**5, 10**7],
         "mm": [64, 256, 1024, 2048],
         "linear": [(64, 128, 64), (64, 64, 10), *batches, (4096, 784, 256)],
         "forward": ["notebook", *batches, (4096, 784, 256, 10)],
@@ -186,6 +187,18 @@ def cpu_cases(torch, quick, busy=False):
             calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out, kernels.sigmoid_threads(n)), "numpy": numpy_sigmoid,
                      "torch": lambda: torch.sigmoid(t, out=t_out)}
         return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
+
+    def sum_case(n):
+        """numnet.sum: torch.sum's order, so its bits are torch's (the check is exact)."""
+        x = randn(n)
+        t = torch.from_numpy(x)
+        calls = {"numnet": lambda: numnet.sum(x), "numpy": lambda: np.sum(x), "torch": lambda: torch.sum(t)}
+
+        def exact():
+            ours = numnet.sum(x, torch_threads=torch.get_num_threads())
+            return None if ours.tobytes() == torch.sum(t).numpy().tobytes() else "not torch.sum's bits"
+
+        return _case("sum", _count(n), 4 * n, "GB/s", calls, exact)
 
     def dot(n):
         a, b = randn(n), randn(n)
@@ -266,7 +279,7 @@ def cpu_cases(torch, quick, busy=False):
                      6 * len(y_train) * sum(i * o for i, o in zip(widths, widths[1:])), "GFLOP/s",
                      {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")})
 
-    makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "dot": dot, "mm": mm,
+    makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "sum": sum_case, "dot": dot, "mm": mm,
               "linear": linear, "forward": forward, "randn": randn_case, "train step": train_step,
               "train epoch": train_epoch}
     return [lambda op=op, size=size: makers[op](size)
@@ -351,6 +364,18 @@ def cuda_cases(torch, quick):
         y = torch.empty_like(x)
         calls = {"numnet": lambda: launch(xd, out), "torch": lambda: torch.sigmoid(x, out=y)}
         return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
+
+    def sum_case(n):
+        """numnet.sum: torch.sum's order, so its bits are torch's (the check is exact)."""
+        x = randn(n)
+        t = torch.from_numpy(x)
+        calls = {"numnet": lambda: numnet.sum(x), "numpy": lambda: np.sum(x), "torch": lambda: torch.sum(t)}
+
+        def exact():
+            ours = numnet.sum(x, torch_threads=torch.get_num_threads())
+            return None if ours.tobytes() == torch.sum(t).numpy().tobytes() else "not torch.sum's bits"
+
+        return _case("sum", _count(n), 4 * n, "GB/s", calls, exact)
 
     def dot(n):
         a, b = randn(n), randn(n)

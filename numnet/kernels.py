@@ -4,7 +4,7 @@ Kernels trust their input: the public functions in ``numnet.ops`` have already c
 shapes and dtypes and allocated the output. Every kernel accumulates in the dtype of its
 input on purpose (``x.dtype.type(0)``): float32 in, float32 sums, as torch does.
 
-**The order of the sums.** Every output of mm, linear and forward, and dot, is summed
+**The order of the sums.** Every output of mm, linear and forward is summed
 left to right (p = 0, 1, ..., k-1), starting from 0, with one rounding for each product
 and one for each addition: no fused multiply-add (no fastmath flag is set anywhere in
 this file, so LLVM contracts nothing; the one explicit ``fma`` is inside expf, as in
@@ -47,6 +47,10 @@ spilled five of them every step); 8 x 16: 45 / 48. Without fused multiply-adds, 
 the bit-for-bit promise excludes, a multiply and an add each take a floating-point port:
 this CPU's ceiling is then about half of what numpy's and torch's FMA kernels reach.
 
+**dot and neuron** round each product, then add the products in torch.sum's order
+(``numnet.sums``: vector lanes, four accumulators, a cascade), so numnet.dot is
+torch.sum(a * b) and numnet.neuron the notebook's output1, bit for bit.
+
 **Exponentials.** float32 e^x is glibc's expf (the algorithm, table and constants of
 sysdeps/ieee754/flt-32/e_expf.c, from Arm's optimized-routines), written out here in
 float64 so that LLVM can vectorise a loop of sigmoids; it gives the same bits as the
@@ -61,6 +65,7 @@ from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
+from numnet import sums
 from numnet._jit import jit, threads
 from numnet._llvm import float_bits, float_from_bits, fma
 
@@ -271,19 +276,22 @@ def sigmoid_kernel(x, out, threads):
 
 
 @jit
-def dot_kernel(a, b):
-    """sum_i a[i] * b[i] over flat arrays, accumulated in their dtype."""
-    acc = a.dtype.type(0)
+def dot_kernel(a, b, torch_threads, threads):
+    """sum_i a[i] * b[i] over flat arrays, accumulated in their dtype: each product
+    rounded (no fused multiply-add), then the products summed as torch.sum(a * b) sums
+    them (numnet.sums: torch_threads and threads as sums.sum_kernel takes them)."""
+    products = np.empty(a.shape[0], a.dtype)
     for i in range(a.shape[0]):
-        acc += a[i] * b[i]
-    return acc
+        products[i] = a[i] * b[i]
+    return sums.sum_kernel(products.reshape(1, -1), True, torch_threads, threads)
 
 
 @jit
-def neuron_kernel(x, w, b, out):
-    """out[i] = sigma(sum_j x[j] * w[j] + b[i]): one neuron, its bias broadcast over out."""
+def neuron_kernel(x, w, b, out, torch_threads):
+    """out[i] = sigma(sum_j x[j] * w[j] + b[i]): one neuron, its bias broadcast over out;
+    the sum is dot_kernel's, so numnet.neuron is sigmoid(numnet.dot(x, w) + b) bit for bit."""
     one = x.dtype.type(1)
-    s = dot_kernel(x, w)
+    s = dot_kernel(x, w, torch_threads, 1)
     for i in range(b.shape[0]):
         out[i] = sigma(s + b[i], one)
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from numnet import _checks as C
 from numnet import kernels as K
+from numnet import sums as S
 from numnet._jit import jit
 
 
@@ -27,10 +28,55 @@ def sigmoid(x):
     return out
 
 
-def dot(a, b):
+def _torch_threads(op, torch_threads):
+    if torch_threads is None:
+        return S.torch_threads()
+    if isinstance(torch_threads, bool) or not isinstance(torch_threads, (int, np.integer)) or torch_threads < 1:
+        raise ValueError(f"{op}: torch_threads must be a positive int or None, got {torch_threads!r}")
+    return int(torch_threads)
+
+
+def sum(x, torch_threads=None):
+    """The sum of every element of x: a 0-d array of its dtype, bit for bit torch.sum(x).
+
+    Added in the order of torch 2.13's CPU kernel on x86-64 (``numnet.sums`` draws it;
+    ``numnet.sum_order()`` says which order applies here). A sum of 32768 values or more
+    is split as torch splits it between ``torch_threads`` threads: by default as many
+    as torch starts with here (torch.get_num_threads()); give another count to get the
+    bits torch gives after torch.set_num_threads(count). Any layout: x is summed in the
+    order of its memory, as torch sums torch.from_numpy(x); an array with a negative
+    stride (which torch cannot view) as its C-order copy. An empty array sums to 0.
+
+    >>> numnet.sum(np.array([1.0, 2.0, 3.0], np.float32))
+    array(6., dtype=float32)
+    """
+    op = "numnet.sum"
+    x = C.as_host_array(op, "x", x)
+    C.check_dtype(op, x)
+    rows, vectorised = S.order_rows(x)
+    total = S.sum_kernel(rows, vectorised, _torch_threads(op, torch_threads),
+                         S.numnet_threads(x.size))
+    return np.array(total, dtype=x.dtype)
+
+
+def sum_order(dtype=np.float32):
+    """Which of torch's summation orders numnet.sum and numnet.dot reproduce here, as a
+    dict: the CPU capability torch would pick and why, the vector lanes, the accumulators,
+    the cascade's levels, the grain from which torch splits a sum, its thread count.
+
+    >>> numnet.sum_order()["lanes"]     # on x86-64: 8 float32 lanes (32-byte vectors)
+    8
+    """
+    return S.order(dtype)
+
+
+def dot(a, b, torch_threads=None):
     """sum(a * b) over all elements of two same-shape arrays: a 0-d array of their dtype.
 
-    The notebook's ``torch.sum(features * weights)``.
+    The notebook's ``torch.sum(features * weights)``, bit for bit: each product rounded
+    (no fused multiply-add), then the products, in C order, summed as numnet.sum sums a
+    contiguous array (the product tensor is contiguous when a and b are). torch_threads:
+    as for numnet.sum.
 
     >>> numnet.dot(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
     array(11.)
@@ -42,7 +88,9 @@ def dot(a, b):
     C.check_same_shape(op, a, b)
     flat_a = np.ascontiguousarray(a).reshape(-1)
     flat_b = np.ascontiguousarray(b).reshape(-1)
-    return np.array(K.dot_kernel(flat_a, flat_b), dtype=dtype)
+    total = K.dot_kernel(flat_a, flat_b, _torch_threads(op, torch_threads),
+                         S.numnet_threads(flat_a.size))
+    return np.array(total, dtype=dtype)
 
 
 def mm(a, b):
@@ -70,7 +118,9 @@ def mm(a, b):
 def neuron(x, w, b):
     """sigma(sum(x * w) + b): one neuron's output, shaped like its bias b (one value).
 
-    The notebook's ``activation(torch.sum(features * weights) + bias)`` (output1).
+    The notebook's ``activation(torch.sum(features * weights) + bias)`` (output1); the
+    sum is numnet.dot's, in torch.sum's order, so it is torch's output1 up to the
+    sigmoid (the seed's: bit for bit).
     """
     op = "numnet.neuron"
     x = C.as_host_array(op, "x", x)
@@ -85,6 +135,7 @@ def neuron(x, w, b):
         np.ascontiguousarray(w).reshape(-1),
         np.ascontiguousarray(b).reshape(-1),
         out.reshape(-1),
+        S.torch_threads(),
     )
     return out
 

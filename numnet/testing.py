@@ -381,7 +381,7 @@ def grads_tolerance(x, target, layers, dtype, matmul, sigmoid, hidden="sigmoid",
 
 def op_tolerance(op, args, matmul, sigmoid):
     """The :func:`compare` keywords (``ulp=`` or ``bound=`` and ``scale=``) for numnet op
-    ``op`` called with ``args``: "sigmoid", "dot", "mm", "neuron", "linear",
+    ``op`` called with ``args``: "sigmoid", "sum", "dot", "mm", "neuron", "linear",
     "forward" (x, layers[, hidden, output]), "log_softmax" and "softmax" (x,), and
     "loss_and_grads" (x, target, layers[, hidden, output, loss]: see grads_tolerance).
 
@@ -406,6 +406,9 @@ def op_tolerance(op, args, matmul, sigmoid):
         x, W, b = args
         scale = mm_scale(x, W, matmul) + finite_abs(b).reshape(-1)
         return {"bound": sum_bound(np.shape(W)[0] + 1, scale, dtype), "scale": scale}
+    if op == "sum":  # any two orders of the same terms (torch's, a GPU's tree)
+        scale = np.asarray(finite_abs(args[0]).sum())
+        return {"bound": sum_bound(max(np.size(args[0]), 1), scale, dtype), "scale": scale}
     a, b = args[0], args[1]
     row, column = np.reshape(a, (1, -1)), np.reshape(b, (-1, 1))
     scale = mm_scale(row, column, matmul).reshape(())

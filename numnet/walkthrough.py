@@ -58,9 +58,10 @@ def sum_left_to_right(products):
 
 
 def sum_as_torch_sum(products):
-    """torch.sum's order for five float32 values on an AVX2 CPU (torch 2.13): four lanes
-    hold p0..p3, the fifth product folds into lane 0, then the lanes are added left to
-    right: (((p0 + p4) + p1) + p2) + p3."""
+    """torch.sum's order for five values (torch 2.13, x86-64, any capability; numnet.sums):
+    fewer than a vector's lanes, so four scalar accumulators hold p0..p3, the fifth
+    product folds into the first, then they are added left to right:
+    (((p0 + p4) + p1) + p2) + p3. numnet.dot computes it; this spells it out."""
     lanes = list(products[:4])
     lanes[0] = lanes[0] + products[4]
     return sum_left_to_right(lanes)
@@ -132,22 +133,35 @@ def run(device="cpu", write=print):
     same = bool((output1 == output2).all())
     nb.cell("bool(output1 == output2)", str(same))
     products = [features[0, i] * weights[0, i] for i in range(5)]  # five float32 products
-    ours = sum_left_to_right(products)
-    torchs = sum_as_torch_sum(products)
-    sigmoid32 = lambda s: ops.sigmoid(np.array([s + bias[0, 0]], np.float32))[0]  # noqa: E731
+    by_sum = float(ops.dot(features, weights))
+    by_mm = float(matmul_features_weights[0, 0])
+    if device == "cpu":
+        nb.say("""
+            The notebook printed True; current torch (2.13) prints False, and so does numnet,
+            because it reproduces both of torch's answers. The two paths add the same five
+            float32 products in different orders, and float32 addition is not associative.
+            numnet.dot (inside numnet.neuron) adds them as torch.sum does: its kernel keeps
+            four running sums, p0..p3, folds the fifth product into the first, then adds the
+            four left to right. numnet.mm, like torch.mm here, adds left to right. The sums
+            differ in the last bit, and so do the outputs, by one ULP (one step between
+            neighbouring float32 values):""")
+    else:
+        nb.say(f"""
+            The notebook printed True; current torch (2.13) prints False, because torch.sum and
+            torch.mm add the five products in different orders. numnet.cuda.dot adds them in a
+            fixed tree of threads, numnet.cuda.mm left to right; here the comparison gives
+            {same}. On the CPU numnet gives torch's two answers bit for bit:""")
+    nb.cell("numnet.dot(features, weights).item()  # torch.sum's order", repr(by_sum))
+    nb.cell("numnet.mm(features, reshaped_weights).item()  # left to right", repr(by_mm))
+    nb.write(f"    torch.sum's order  (((p0 + p4) + p1) + p2) + p3 = {float(sum_as_torch_sum(products))!r}")
+    nb.write(f"    left to right      (((p0 + p1) + p2) + p3) + p4 = {float(sum_left_to_right(products))!r}\n")
+    gap = int(abs(output2.view(np.int32).astype(np.int64) - output1.view(np.int32).astype(np.int64)).max())
+    nb.cell("output1.item(), output2.item()", f"({output1.item()!r}, {output2.item()!r})")
     nb.say(f"""
-        The notebook printed True. numnet says {same}: both of its paths add the five float32
-        products left to right. In current torch (2.13) the same comparison is False:
-        torch.mm adds left to right too, but torch.sum keeps four running sums and folds the
-        fifth product into the first, and float32 addition is not associative, so the two
-        sums differ in the last bit:""")
-    nb.write(f"    left to right  (((p0 + p1) + p2) + p3) + p4 = {float(ours)!r}"
-             f"  ->  sigmoid = {float(sigmoid32(ours))!r}")
-    nb.write(f"    torch.sum      (((p0 + p4) + p1) + p2) + p3 = {float(torchs)!r}"
-             f"  ->  sigmoid = {float(sigmoid32(torchs))!r}\n")
-    nb.say("""
-        Both print as 0.1595 at torch's four decimals. Comparing floats with == asks for the
-        same bits; numnet.testing.compare asks whether they agree within a stated bound.""")
+        {gap} ULP apart. Both print as 0.1595 at torch's four decimals. Comparing floats with
+        == asks for the same bits; numnet.testing.compare asks whether they agree within a
+        stated bound. numnet.sum_order() says which of torch's orders numnet reproduces on
+        this machine; notebook 02 draws it.""")
 
     nb.heading("Stack them up: a two-layer network")
     nb.say("""

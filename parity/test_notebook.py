@@ -46,6 +46,24 @@ def test_output1_sum_path(ops):
     assert_sigmoid_of_sum_close(got, output1.numpy(), k=5)
     print(f"output1 = {got.item():.4f} (numnet {ops.__name__}), torch {output1.item():.4f}")
     assert f"{got.item():.4f}" == f"{output1.item():.4f}" == "0.1595"
+    if ops is numnet:
+        # Bit-exact: numnet.dot adds the five products in torch.sum's order.
+        dot = ops.dot(features.numpy(), weights.numpy())
+        assert dot.tobytes() == torch.sum(features * weights).numpy().tobytes()
+        assert got.tobytes() == output1.numpy().tobytes()
+
+
+def test_output1_and_output2_one_ulp_apart():
+    """Both of torch's answers from numnet: the sum's and the matrix product's, one ULP apart."""
+    features, weights, bias = notebook_neuron_tensors()
+    output1 = activation(torch.sum(features * weights) + bias)
+    output2 = activation(torch.mm(features, weights.view(5, 1)) + bias)
+    f, w, b = features.numpy(), weights.numpy(), bias.numpy()
+    ours1 = numnet.neuron(f, w, b)
+    ours2 = numnet.sigmoid(numnet.mm(f, w.reshape(5, 1)) + b)
+    assert ours1.tobytes() == output1.numpy().tobytes()
+    assert ours2.tobytes() == output2.numpy().tobytes()
+    assert np.nextafter(ours1, np.float32(1)) == ours2
 
 
 def test_output2_matrix_path(ops):

@@ -178,3 +178,59 @@ def loss_and_grads_ref(x, target, layers, hidden="sigmoid", output="sigmoid", lo
             if i:
                 delta = _through(hidden, matmul_loop(delta, np.asarray(W, np.float64).T), hs[i])
     return np.array(value), grads[::-1]
+
+
+def torch_sum_order(values, lanes=8, torch_threads=2):
+    """sum(values) of a contiguous 1-D array in torch.sum's order (numnet/sums.py draws
+    it), in plain Python on numpy scalars of the array's dtype: slow, for short arrays."""
+    x = list(np.asarray(values).reshape(-1))
+    zero = np.asarray(values).dtype.type(0)
+    grain = 32768
+
+    def ceil_log2(n):
+        return 1 if n <= 2 else (n - 1).bit_length()
+
+    def cascade(rows):  # rows: lists of equal width; the four-level cascade, folded
+        width = len(rows[0]) if rows else 0
+        power = max(4, ceil_log2(len(rows)) // 4)
+        step, levels, i = 1 << power, [[zero] * width for _ in range(4)], 0
+        while i + step <= len(rows):
+            for row in rows[i:i + step]:
+                levels[0] = [a + v for a, v in zip(levels[0], row)]
+            i += step
+            for j in range(1, 4):
+                levels[j] = [a + b for a, b in zip(levels[j], levels[j - 1])]
+                levels[j - 1] = [zero] * width
+                if i & ((step - 1) << (j * power)):
+                    break
+        for row in rows[i:]:
+            levels[0] = [a + v for a, v in zip(levels[0], row)]
+        return [((a + b) + c) + d for a, b, c, d in zip(*levels)]
+
+    def row_sum(v):
+        if len(v) >= lanes:
+            nv = len(v) // lanes
+            vecs = [v[k * lanes:(k + 1) * lanes] for k in range(nv)]
+            fours = [sum(vecs[r * 4:r * 4 + 4], []) for r in range(nv // 4)]
+            acc = cascade(fours) if fours else [zero] * (4 * lanes)
+            groups = [acc[g * lanes:(g + 1) * lanes] for g in range(4)]
+            for vec in vecs[(nv // 4) * 4:]:
+                groups[0] = [a + b for a, b in zip(groups[0], vec)]
+            first = [((a + b) + c) + d for a, b, c, d in zip(*groups)]
+            total = zero
+            for value in v[nv * lanes:] + first:
+                total += value
+            return total
+        rows = [v[r * 4:r * 4 + 4] for r in range(len(v) // 4)]
+        acc = cascade(rows) if rows else [zero] * 4
+        for value in v[(len(v) // 4) * 4:]:
+            acc[0] += value
+        return ((acc[0] + acc[1]) + acc[2]) + acc[3]
+
+    n = len(x)
+    if n <= grain or torch_threads == 1:
+        return zero + row_sum(x)
+    chunks = min(torch_threads, -(-n // grain))
+    size = -(-n // chunks)
+    partial = [zero + row_sum(x[c * size:(c + 1) * size]) for c in range(chunks)]
+    return zero + row_sum(partial + [zero] * (torch_threads - chunks))

@@ -23,7 +23,7 @@ def test_quick_bench_writes_json_and_plot(tmp_path, capsys):
 
     report = json.loads(out_json.read_text())
     rows = report["rows"]
-    assert {r["op"] for r in rows} == {"sigmoid", "dot", "mm", "linear", "forward", "randn", "train step"}
+    assert {r["op"] for r in rows} == {"sigmoid", "sum", "dot", "mm", "linear", "forward", "randn", "train step"}
     for r in rows:
         assert "mismatch" not in r, r
         assert set(r["median_time"]) == ({"numnet", "torch"} if r["op"] == "train step" else {"numnet", "numpy", "torch"})

@@ -450,6 +450,7 @@ def test_bad_device_inputs_get_the_same_errors():
 
 VALID_CALLS = {
     "sigmoid": lambda: numnet.cuda.sigmoid(np.ones(2)),
+    "sum": lambda: numnet.cuda.sum(np.ones(2)),
     "dot": lambda: numnet.cuda.dot(np.ones(2), np.ones(2)),
     "mm": lambda: numnet.cuda.mm(np.ones((2, 2)), np.ones((2, 2))),
     "neuron": lambda: numnet.cuda.neuron(np.ones(2), np.ones(2), np.ones(1)),
@@ -505,3 +506,46 @@ def test_import_without_gpu_or_simulator_in_a_fresh_process():
     done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["False", "CudaUnavailableError"], done.stdout + done.stderr
+
+
+# -- sum --------------------------------------------------------------------------------------
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n", [0, 1, 5, 300, 700])
+def test_sum_is_within_the_sum_bound_of_the_cpus(dtype, n):
+    """The GPU's tree against the CPU's torch.sum order: within sum_bound of each other."""
+    x = rand(n, dtype=dtype, seed=n)
+    out = numnet.cuda.sum(x)
+    assert out.shape == () and out.dtype == dtype
+    assert_close(out, numnet.sum(x), **testing.op_tolerance("sum", (x,), matmul=None, sigmoid=None))
+    assert_close(out, naive.rounded(np.sum(x, dtype=np.float64), dtype),
+                 **testing.op_tolerance("sum", (x,), matmul=None, sigmoid=None))
+
+
+@needs_cuda
+def test_sum_is_dots_tree():
+    # Multiplying by ones is exact (and the simulator fuses nothing): the same tree, the same bits.
+    x = rand(600, seed=9)  # 3 blocks
+    assert numnet.cuda.sum(x).tobytes() == numnet.cuda.dot(x, np.ones_like(x)).tobytes()
+    first = numnet.cuda.sum(x)
+    assert all(numnet.cuda.sum(x).tobytes() == first.tobytes() for _ in range(2))
+
+
+@needs_cuda
+def test_sum_corners_and_layouts():
+    from numba import cuda
+
+    for dtype in DTYPES:
+        assert numnet.cuda.sum(np.zeros((0, 3), dtype)).tobytes() == np.zeros((), dtype).tobytes()
+        assert numnet.cuda.sum(np.array(2.5, dtype)).item() == 2.5
+        assert np.isnan(numnet.cuda.sum(np.array([1, np.nan], dtype)))
+    x = rand(12, 20, seed=2)
+    for view in (x.T, x[::2, ::3], np.asfortranarray(x), x[::-1]):
+        assert numnet.cuda.sum(view).tobytes() == numnet.cuda.sum(np.ascontiguousarray(view)).tobytes()
+    d = cuda.to_device(x)
+    out = numnet.cuda.sum(d)
+    assert getattr(out, "__cuda_ndarray__", False)
+    assert out.copy_to_host().tobytes() == numnet.cuda.sum(x).tobytes()
+    with pytest.raises(numnet.DTypeError, match="^numnet.cuda.sum: expected float32 or float64"):
+        numnet.cuda.sum(np.ones(3, np.int32))

@@ -84,6 +84,16 @@ BAD_INPUTS = {
         TypeError,
         "sigmoid: expected float32 or float64 arrays, got int64; convert with .astype(np.float32)",
     ),
+    "sum bool": (
+        lambda ops: ops.sum(np.ones(3, bool)),
+        TypeError,
+        "sum: expected float32 or float64 arrays, got bool; convert with .astype(np.float32)",
+    ),
+    "sum of a string": (
+        lambda ops: ops.sum("1.0"),
+        TypeError,
+        "sum: expected float32 or float64 arrays, got <U3; convert with .astype(np.float32)",
+    ),
     "dot bool": (
         lambda ops: ops.dot(np.ones(3, bool), np.ones(3, bool)),
         TypeError,

@@ -30,9 +30,14 @@ def test_notebook_neuron_by_sum_and_by_matrix_product():
     output2 = numnet.sigmoid(numnet.linear(features, weights.reshape(5, 1), bias))
     assert output1.shape == output2.shape == (1, 1)
     assert output1.dtype == output2.dtype == np.float32
-    # torch 2.13: torch.mm's value; numnet adds left to right on both paths, as torch.mm does.
-    assert output1.item() == output2.item() == 0.15950657427310944
-    assert f"{output1.item():.4f}" == "0.1595"
+    # torch 2.13's two values, bit for bit: torch.sum adds the five products as
+    # (((p0 + p4) + p1) + p2) + p3 (numnet.sums), torch.mm and numnet.mm left to right.
+    assert output1.item() == 0.15950655937194824
+    assert output2.item() == 0.15950657427310944
+    assert np.nextafter(output1, np.float32(1)) == output2  # one ULP apart
+    assert f"{output1.item():.4f}" == f"{output2.item():.4f}" == "0.1595"
+    p = features.reshape(-1) * weights.reshape(-1)
+    assert numnet.dot(features, weights) == (((p[0] + p[4]) + p[1]) + p[2]) + p[3]
 
 
 def test_notebook_two_layer_network():

@@ -80,6 +80,7 @@ def op_calls(dtype):
 
     calls = [
         lambda: g.sigmoid(x), lambda: g.sigmoid(place(v, "A")), lambda: g.sigmoid(place(x, "F")),
+        lambda: g.sum(v), lambda: g.sum(place(x, "F")), lambda: g.sum(place(v, "A")),
         lambda: g.dot(v, w), lambda: g.dot(place(v, "A"), place(w, "C")),
         lambda: g.neuron(v, w, np.ones(1, dtype)),
         lambda: g.neuron(place(v, "A"), place(w, "A"), place(np.ones((1, 1), dtype), "C")),

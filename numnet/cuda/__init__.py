@@ -1,4 +1,4 @@
-"""numnet's ops on CUDA GPUs: the twins of ``numnet.sigmoid``, ``numnet.mm``, ...
+"""numnet's ops on CUDA GPUs: the twins of ``numnet.sigmoid``, ``numnet.sum``, ``numnet.mm``, ...
 
 Same names, signatures, checks and errors as the CPU ops; numpy in gives numpy out, GPU
 arrays in (numba, CuPy, torch CUDA) give a numba device array out, without copies.
@@ -18,12 +18,14 @@ from numnet.cuda.ops import (
     neuron,
     on_simulator,
     sigmoid,
+    sum,
     unavailable_message,
 )
 from numnet.cuda.backward import SGD, log_softmax, loss_and_grads, softmax
 
 __all__ = [
     "sigmoid",
+    "sum",
     "dot",
     "mm",
     "neuron",

@@ -13,8 +13,8 @@ both the accumulators (``x.dtype.type(0)``) and the shared-memory tiles
 
 The order of the sums: mm, linear and forward add p = 0, 1, ..., k-1 in order, as the
 CPU kernels do, but a real GPU fuses ``acc += a * b`` into one multiply-add (one rounding
-where the CPU makes two); dot adds in a tree, the same tree on every run, so the same
-bits. Results agree with the CPU ops within rounding (numnet.testing's bounds), not bit
+where the CPU makes two); sum and dot add in a tree, the same tree on every run, so the
+same bits (the CPU's sum and dot follow torch.sum's order instead). Results agree with the CPU ops within rounding (numnet.testing's bounds), not bit
 for bit. (The simulator has no fused multiply-add: there mm matches the CPU bit for bit.)
 
 The matrix product (``block_product``) tiles twice. Shared memory: a block of TILE x TILE
@@ -122,6 +122,23 @@ def block_sum(cache, acc):
 
 
 @cuda.jit
+def sum_partial_kernel(x, partial):
+    """partial[block] = this block's share of sum_i x[i]: the first pass of sum.
+
+    Thread g adds x[i] for i = g, g + gridsize, ...; the block then sums its threads
+    (block_sum's tree). The second pass is sum_kernel, as for dot: a fixed tree that
+    depends on the length alone, so the same bits on every run.
+    """
+    cache = cuda.shared.array(THREADS, dtype=x.dtype)
+    acc = x.dtype.type(0)
+    for i in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        acc += x[i]
+    total = block_sum(cache, acc)
+    if cuda.threadIdx.x == 0:
+        partial[cuda.blockIdx.x] = total
+
+
+@cuda.jit
 def dot_kernel(a, b, partial):
     """partial[block] = this block's share of sum_i a[i] * b[i]: the first pass of dot.
 
@@ -138,7 +155,7 @@ def dot_kernel(a, b, partial):
 
 @cuda.jit
 def sum_kernel(partial, out):
-    """out[0] = sum_i partial[i], by one block: the second pass of dot."""
+    """out[0] = sum_i partial[i], by one block: the second pass of sum and dot."""
     cache = cuda.shared.array(THREADS, dtype=partial.dtype)
     acc = partial.dtype.type(0)
     for i in range(cuda.threadIdx.x, partial.shape[0], cuda.blockDim.x):

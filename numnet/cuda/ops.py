@@ -191,6 +191,29 @@ def sigmoid(x):
     return _result(out, _on_gpu(x))
 
 
+def sum(x):
+    """The sum of every element of x: a 0-d array of its dtype.
+
+    Summed in a fixed tree (a grid-stride pass, each block's threads in a tree, then the
+    block sums in a tree), so the same input gives the same bits on every run; not
+    torch.sum's order (numnet.sum's), which it matches within numnet.testing's sum bound.
+
+    >>> numnet.cuda.sum(np.array([1.0, 2.0, 3.0]))
+    array(6.)
+    """
+    op = "numnet.cuda.sum"
+    _require_gpu(op)
+    x = _read(op, "x", x)
+    C.check_dtype(op, x)
+    flat = _flat(x)
+    blocks, threads = launch_shape(flat.size)
+    partial = cuda.device_array(blocks, flat.dtype)
+    launch(K.sum_partial_kernel, (blocks, threads))(flat, partial)
+    out = cuda.device_array((), flat.dtype)
+    launch(K.sum_kernel, (1, K.THREADS))(partial, out.reshape(1))  # one block
+    return _result(out, _on_gpu(x))
+
+
 def _dot_partials(a, b):
     """Pass one of dot: one partial sum per block, on the GPU."""
     flat_a, flat_b = _flat(a), _flat(b)
@@ -204,7 +227,8 @@ def dot(a, b):
     """sum(a * b) over all elements of two same-shape arrays: a 0-d array of their dtype.
 
     Summed in a fixed tree (per block, then over the blocks), so the same input gives the
-    same bits on every run; not the CPU's left-to-right order.
+    same bits on every run; not the CPU's order (torch.sum's), which it matches within
+    numnet.testing's sum bound.
 
     >>> numnet.cuda.dot(np.array([1.0, 2.0]), np.array([3.0, 4.0]))
     array(11.)
