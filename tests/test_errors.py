@@ -92,7 +92,7 @@ BAD_INPUTS = {
     "sum of a string": (
         lambda ops: ops.sum("1.0"),
         TypeError,
-        "sum: expected float32 or float64 arrays, got <U3; convert with .astype(np.float32)",
+        "sum: expected float32 or float64 arrays, got a Python str of <U3; convert with np.asarray(x, np.float32)",
     ),
     "dot bool": (
         lambda ops: ops.dot(np.ones(3, bool), np.ones(3, bool)),
