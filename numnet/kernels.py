@@ -383,7 +383,7 @@ def _mm_loops(a, b, bias, out, act):
         for p in range(k):
             a_ip = a[i, p]
             for j in range(m):
-                out[i, j] += a_ip * b[p, j]
+                out[i, j] = fma(a_ip, b[p, j], out[i, j])
         if bias is not None or act != IDENTITY:
             for j in range(m):
                 out[i, j] = _finish(out[i, j], bias, j, act, one)
@@ -441,7 +441,7 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
         for j in range(nr):
             b_pj = b_panel[p0 + p, j]
             for i in range(MR):
-                acc[i, j] += a_panel[p, i] * b_pj
+                acc[i, j] = fma(a_panel[p, i], b_pj, acc[i, j])
     for j in range(nr):
         for i in range(MR):
             tile[i, j] = acc[i, j]
