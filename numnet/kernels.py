@@ -55,6 +55,7 @@ whose x86-64 expf fuses its multiply-adds, as the ``fma`` calls below do). float
 e^x is the C library's exp.
 """
 import numpy as np
+from llvmlite import binding as llvm_binding
 from numba import config, literal_unroll, prange, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
@@ -62,7 +63,7 @@ from numba.extending import intrinsic, overload
 from numba.np.arrayobj import make_array, populate_array
 
 from numnet._jit import jit, threads
-from numnet._llvm import float_bits, float_from_bits, fma
+from numnet._llvm import float_bits, float_from_bits, fma, no_inline, prefer_vector_bits
 
 # -- LLVM primitives -------------------------------------------------------------------
 
@@ -106,13 +107,26 @@ def _is_c_order(a):
     return a.strides[1] == a.itemsize and (a.shape[0] <= 1 or a.strides[0] == a.shape[1] * a.itemsize)
 
 
-# The register tile: MR rows of NR = TILE_BYTES / itemsize columns (the docstring says why).
+def _compiles_avx512():
+    """True when numba compiles for a CPU with AVX-512: the host's features, or those
+    named by NUMBA_CPU_FEATURES when set (numba compiles for those instead)."""
+    features = config.CPU_FEATURES
+    if features is None:
+        return bool(llvm_binding.get_host_cpu_features().get("avx512f", False))
+    return "+avx512f" in features.split(",")
+
+
+# The vector width of the micro-kernel and its register tile, chosen for the CPU numba
+# compiles for (the module docstring says why): MR rows of NR = TILE_BYTES / itemsize
+# columns, four vectors to a row, 24 accumulators in all.
+VECTOR_BITS = 512 if _compiles_avx512() else 256
 MR = 6
-TILE_BYTES = 128
+TILE_BYTES = 4 * VECTOR_BITS // 8
 
 
 def tile_columns(dtype):
-    """NR: the columns of a register tile of this dtype (16 float32, 8 float64)."""
+    """NR: the columns of a register tile of this dtype (with 256-bit vectors 32 float32,
+    16 float64; with 512-bit ones 64 and 32)."""
     return TILE_BYTES // np.dtype(dtype).itemsize
 
 
@@ -431,6 +445,8 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
     tile; every loop over its rows and columns has a constant trip count, so LLVM unrolls
     the i loops, vectorises the j loops and keeps the MR x NR sums in vector registers.
     """
+    no_inline()
+    prefer_vector_bits(VECTOR_BITS)
     acc = _register_tile(tile)
     nr = acc.shape[1]
     zero = tile.dtype.type(0)
