@@ -36,14 +36,14 @@ import time
 
 import numpy as np
 
-# The targets (issues 6 and 11): (device, op, size, competitor, minimum ratio). For the
+# The targets (issues 6, 11 and 16): (device, op, size, competitor, minimum ratio). For the
 # GPU sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
 # memory bandwidth (the kernel alone: the op also allocates its output, with cudaMalloc).
 # "cpu busy" rows run while another process keeps one core busy (--busy).
 TARGETS = [
-    ("cpu", "mm", "1024x1024 @ 1024x1024", "numpy", 0.9),
-    ("cpu", "mm", "2048x2048 @ 2048x2048", "numpy", 0.9),
-    ("cpu", "forward", "4096x784 -> 256 -> 10", "torch", 1.0),
+    *[("cpu", "mm", f"{n}x{n} @ {n}x{n}", against, 0.9) for n in (1024, 2048) for against in ("numpy", "torch")],
+    ("cpu", "mm float64", "1024x1024 @ 1024x1024", "numpy", 0.9),
+    ("cpu", "forward", "4096x784 -> 256 -> 10", "torch", 1.2),
     ("cpu", "forward", "notebook 1x3 -> 2 -> 1", "torch", 5.0),
     ("cpu", "sigmoid", "10^7", "torch", 1.0),
     ("cpu", "sigmoid kernel", "10^7", "torch", 1.0),
@@ -51,7 +51,7 @@ TARGETS = [
       for op in ("linear", "forward") for n in (16, 64, 512) for m in (128, 256) for against in ("torch", "numpy")],
     ("cpu", "train step", "784-128-64-10, batch 64", "torch", 2.0),
     ("cpu", "train step", "64-64-10, batch 64", "torch", 4.0),
-    ("cpu", "train step", "784-128-64-10, batch 512", "torch", 1.0),
+    ("cpu", "train step", "784-128-64-10, batch 512", "torch", 1.2),
     ("cpu busy", "train step", "784-128-64-10, batch 64", "torch", 1.0),
     ("cuda", "mm", "4096x4096 @ 4096x4096", "torch", 0.5),
     ("cuda", "sigmoid kernel", "10^8", "bandwidth", 0.7),
@@ -99,7 +99,7 @@ def _sizes(quick, busy=False):
                 "forward": ["notebook", (64, 784, 256)], "train step": [(64, 784, 128, 64, 10), (64, 64, 64, 10)]}
     return {
         "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "dot": [10**3, 10**5, 10**7],
-        "mm": [64, 256, 1024, 2048],
+        "mm": [64, 256, 1024, 2048], "mm float64": [1024],
         "linear": [(64, 128, 64), (64, 64, 10), *batches, (4096, 784, 256)],
         "forward": ["notebook", *batches, (4096, 784, 256, 10)],
         "randn": [10**3, 10**6],
@@ -186,12 +186,12 @@ def cpu_cases(torch, quick, busy=False):
         return _case("dot", _count(n), 8 * n, "GB/s", calls,
                      lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2))
 
-    def mm(n):
-        a, b = randn(n, n), randn(n, n)
+    def mm(n, dtype=f32):
+        a, b = randn(n, n).astype(dtype), randn(n, n).astype(dtype)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         calls = {"numnet": lambda: numnet.mm(a, b), "numpy": lambda: a @ b,
                  "torch": lambda: torch.mm(ta, tb)}
-        return _case("mm", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
+        return _case("mm" if dtype == f32 else "mm float64", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
                      lambda: _close(numnet.mm(a, b), torch.mm(ta, tb), atol=1e-3 * math.sqrt(n)))
 
     def linear(shape):
@@ -258,6 +258,7 @@ def cpu_cases(torch, quick, busy=False):
                      {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")})
 
     makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "dot": dot, "mm": mm,
+              "mm float64": lambda n: mm(n, np.float64),
               "linear": linear, "forward": forward, "randn": randn_case, "train step": train_step,
               "train epoch": train_epoch}
     return [lambda op=op, size=size: makers[op](size)
