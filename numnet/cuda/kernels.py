@@ -88,8 +88,14 @@ def _fma_rounded_once(a, b, c):
             return dtype(math.copysign(math.inf, exact))
 
 
+def _fma_on_gpu(a, b, c):
+    """a * b + c rounded once: fma.rn. (cuda.fma itself is typed only as an attribute of
+    numba.cuda, so a kernel cannot call it under another name.)"""
+    return cuda.fma(a, b, c)
+
+
 # The products' multiply-add (numnet.kernels: s = fma(a, b, s), p in order): one rounding.
-fma = _fma_rounded_once if SIMULATED else cuda.fma
+fma = _fma_rounded_once if SIMULATED else cuda.jit(device=True)(_fma_on_gpu)
 
 # The activations, numbered as numnet._checks.ACTIVATIONS names them (as numnet.kernels).
 SIGMOID, RELU, TANH, IDENTITY = 0, 1, 2, 3
