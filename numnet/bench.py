@@ -612,6 +612,32 @@ def environment(torch):
     return info
 
 
+def cpu_slug(name=None):
+    """The CPU model as a file name: "AMD EPYC" -> "amd-epyc" (benchmarks/results/)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", (name or _cpu_name()).lower()).strip("-") or "unknown-cpu"
+
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
+
+
+def compare(fresh, kept, slower=0.10):
+    """The rows of ``fresh`` (a --json result) more than ``slower`` slower than in ``kept``
+    (the last one kept for this CPU): numnet's median time per call, row by row. Returns
+    lines "op size: kept -> fresh (+x%)"; rows in only one of them are skipped."""
+    old = {(r["device"], r["op"], r["size"]): r for r in kept["rows"] if "median_time" in r}
+    found = []
+    for r in fresh["rows"]:
+        before = old.get((r["device"], r["op"], r["size"]))
+        if before is None or "median_time" not in r:
+            continue
+        t0, t1 = before["median_time"]["numnet"], r["median_time"]["numnet"]
+        if t1 > (1 + slower) * t0:
+            found.append(f"{r['device']} {r['op']} {r['size']}: {_seconds(t0)} -> {_seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)")
+    return found
+
+
 def _cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
@@ -763,12 +789,24 @@ def main(args):
 
     targets = check_targets(rows, bandwidth)
     print_table(rows, targets, console)
+    result = {"environment": env, "quick": quick, "repeats": repeats, "block_seconds": block_seconds,
+              "settle_seconds": settle, "rows": rows, "targets": targets}
     if getattr(args, "json", None):
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "quick": quick, "repeats": repeats,
-                       "block_seconds": block_seconds, "settle_seconds": settle,
-                       "rows": rows, "targets": targets}, f, indent=1)
+            json.dump(result, f, indent=1)
         print(f"wrote {args.json}")
+    if getattr(args, "compare", False):
+        kept_path = os.path.join(RESULTS, cpu_slug(env["processor"]) + ".json")
+        if not os.path.exists(kept_path):
+            print(f"--compare: no kept result for this CPU ({kept_path}); keep one with "
+                  f"numnet bench --json {kept_path}")
+        else:
+            with open(kept_path) as f:
+                slower = compare(result, json.load(f))
+            print(f"--compare against {kept_path}: " + ("no row more than 10% slower" if not slower else
+                  f"{len(slower)} rows more than 10% slower:"))
+            for line in slower:
+                print("  " + line)
     if getattr(args, "plot", None):
         try:
             plot(rows, targets, args.plot)

@@ -4,13 +4,15 @@ Kernels trust their input: the public functions in ``numnet.ops`` have already c
 shapes and dtypes and allocated the output. Every kernel accumulates in the dtype of its
 input on purpose (``x.dtype.type(0)``): float32 in, float32 sums, as torch does.
 
-**The order of the sums.** Every output of mm, linear and forward, and dot, is summed
-left to right (p = 0, 1, ..., k-1), starting from 0, with one rounding for each product
-and one for each addition: no fused multiply-add (no fastmath flag is set anywhere in
-this file, so LLVM contracts nothing; the one explicit ``fma`` is inside expf, as in
-glibc). That is the definition written out, and it is also the order torch.mm uses
-for the notebook's 1x5 @ 5x1 product, so the notebook's outputs equal torch's bit for
-bit. The order does not depend on the size, the memory layout or the number of threads:
+**The order of the sums.** Every output of mm, linear and forward (and of the backward
+products) is ``s = 0; s = fma(a[i, p], b[p, j], s)`` for p = 0, 1, ..., k-1: one fused
+multiply-add per term, rounded once (numnet._llvm.fma, llvm.fma: a vfmadd where the CPU
+has FMA, the C library's fma where it has not: the same bits, slower), then ``+ bias``
+(one rounding), then the activation. dot keeps its own definition (each product rounded,
+then summed). No fastmath flag is set anywhere in this file, so LLVM contracts nothing
+else; the other explicit ``fma`` calls are inside expf, as in glibc. The notebook's
+products give the same bits fused or unfused, so its outputs equal torch's bit for bit.
+The order does not depend on the size, the memory layout or the number of threads:
 large products run through the blocked kernel below, on every core, but each output
 element still gets its k terms added in order, by one thread, so the blocked kernel and
 the plain loops give the same bits, on every run.
@@ -29,7 +31,8 @@ high-performance matrix multiplication", 2008), written as plain loops:
   panel (NR values) times MR values of the a panel, added into MR*NR accumulators. They
   live in a stack array indexed only by constants once LLVM has unrolled the loops, so
   LLVM keeps them in vector registers; the j loop is what LLVM vectorises (an NR-wide row
-  is four 256-bit vectors: 32 float32 or 16 float64).
+  is four vectors: 512-bit ones on AVX-512 CPUs, 64 float32 or 32 float64, else 256-bit
+  ones, 32 or 16).
 - the bias and the activation are applied as each finished tile is written out (the
   epilogue), so linear and forward make no pass over their output after the product.
 
@@ -37,15 +40,17 @@ Products with fewer than BLOCKED_MIN multiply-adds, or fewer rows than MR, take 
 loops (``_mm_loops``): packing would cost them more than it saves. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
 numnet.forward runs a large one layer by layer through ``linear_act_kernel``.
-The tile is MR = 6 rows by NR = 128 bytes of columns (32 float32, 16 float64): LLVM
-compiles its loops to 256-bit vectors (it prefers them to 512-bit ones on AVX-512 CPUs),
-so a float32 tile is 6 x 4 = 24 accumulators in registers, with 4 row vectors of b and
-6 broadcasts of a: 24 multiplies and 24 adds per step, no spills. Measured on this
-project's machine (linear, one thread, GFLOP/s, 64x784 @ 784x128 / 512x784 @ 784x128):
+The tile is MR = 6 rows by four vectors of columns, 24 accumulators in registers, with 4
+row vectors of b and 6 broadcasts of a: 24 fused multiply-adds per step, no spills. LLVM
+prefers 256-bit vectors on AVX-512 CPUs; the micro-kernel asks for 512-bit ones there
+(numnet._llvm.prefer_vector_bits, VECTOR_BITS, chosen at import for the CPU numba
+compiles for) and is kept out of its callers (no_inline), which keep LLVM's choice.
+Measured on an AMD EPYC (Zen 4, one thread, mm 1024, best of 9): float32 87-89 GFLOP/s
+with either width, float64 47-48 with 512-bit vectors and 41-42 with 256-bit ones.
+Former measurements, unfused, on an Intel Xeon
+(linear, one thread, GFLOP/s, 64x784 @ 784x128 / 512x784 @ 784x128):
 6 x 32: 55 / 59; the former 12 x 16: 43 / 53 (48 accumulators' worth of registers: LLVM
-spilled five of them every step); 8 x 16: 45 / 48. Without fused multiply-adds, which
-the bit-for-bit promise excludes, a multiply and an add each take a floating-point port:
-this CPU's ceiling is then about half of what numpy's and torch's FMA kernels reach.
+spilled five of them every step); 8 x 16: 45 / 48.
 
 **Exponentials.** float32 e^x is glibc's expf (the algorithm, table and constants of
 sysdeps/ieee754/flt-32/e_expf.c, from Arm's optimized-routines), written out here in

@@ -101,3 +101,15 @@ def test_worst_calls_sees_a_stall():
 
     median, p99, slowest = bench.worst_calls(sometimes_slow, seconds=0.1, most=200)
     assert slowest >= 0.02 > median
+
+
+def test_compare_lists_rows_more_than_ten_percent_slower():
+    from numnet import bench
+
+    def result(*times):
+        return {"rows": [{"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}}
+                         for i, t in enumerate(times)]}
+
+    slower = bench.compare(result(1.2, 1.05, 0.5), result(1.0, 1.0, 1.0))
+    assert len(slower) == 1 and slower[0].startswith("cpu mm 0:") and "(+20%)" in slower[0]
+    assert bench.cpu_slug("AMD EPYC 9R14 96-Core Processor") == "amd-epyc-9r14-96-core-processor"
