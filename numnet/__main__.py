@@ -51,6 +51,9 @@ def build_parser():
     bench.add_argument("--quick", action="store_true", help="a few small sizes, a few seconds (for CI)")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a chart (needs matplotlib)")
     bench.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
+    bench.add_argument("--compare", action="store_true",
+                       help="list every row more than 10%% slower than the result kept for this CPU "
+                       "in benchmarks/results/<cpu-model>.json")
     bench.add_argument("--busy", action="store_true",
                        help="keep one CPU busy with another process while timing the CPU rows "
                        "(a learner's laptop); adds each op's slowest single calls")

@@ -35,3 +35,42 @@ def float_from_bits(typingctx, i):
         return None
     value, llvm_type = _FLOATS[i]
     return value(i), lambda context, builder, signature, args: builder.bitcast(args[0], llvm_type)
+
+
+def _function_attribute(function, attribute):
+    """Add a string attribute ("key"="value") to an LLVM function. llvmlite's attribute
+    set knows only LLVM's keyword attributes and refuses others; its text is written out
+    as it is, so a string attribute goes in by the set's own add."""
+    set.add(function.attributes, attribute)
+
+
+@intrinsic
+def prefer_vector_bits(typingctx, bits):
+    """Ask LLVM to vectorise the calling function with vectors of ``bits`` bits (a literal
+    int): the function attribute "prefer-vector-width". LLVM chooses 256-bit vectors on
+    CPUs whose 512-bit instructions lower the clock (every AVX-512 CPU but a few); the
+    product's micro-kernel asks for what the CPU has (numnet.kernels.VECTOR_BITS). Returns
+    nothing; compiles to nothing."""
+    if not isinstance(bits, types.IntegerLiteral):
+        return None
+    value = bits.literal_value
+
+    def codegen(context, builder, signature, args):
+        _function_attribute(builder.function, f'"prefer-vector-width"="{value}"')
+        _function_attribute(builder.function, f'"min-legal-vector-width"="{value}"')
+        return context.get_dummy_value()
+
+    return types.none(bits), codegen
+
+
+@intrinsic
+def no_inline(typingctx):
+    """Keep LLVM from inlining the calling function into its callers (the LLVM attribute
+    noinline): a function whose vector width differs from its caller's must stay apart,
+    or it would be compiled with the caller's."""
+
+    def codegen(context, builder, signature, args):
+        builder.function.attributes.add("noinline")
+        return context.get_dummy_value()
+
+    return types.none(), codegen

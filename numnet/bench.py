@@ -46,9 +46,9 @@ import numpy as np
 # memory bandwidth (the kernel alone: the op also allocates its output, with cudaMalloc).
 # "cpu busy" rows run while another process keeps one core busy (--busy).
 TARGETS = [
-    ("cpu", "mm", "1024x1024 @ 1024x1024", "numpy", 0.9),
-    ("cpu", "mm", "2048x2048 @ 2048x2048", "numpy", 0.9),
-    ("cpu", "forward", "4096x784 -> 256 -> 10", "torch", 1.0),
+    *[("cpu", "mm", f"{n}x{n} @ {n}x{n}", against, 0.9) for n in (1024, 2048) for against in ("numpy", "torch")],
+    ("cpu", "mm float64", "1024x1024 @ 1024x1024", "numpy", 0.9),
+    ("cpu", "forward", "4096x784 -> 256 -> 10", "torch", 1.2),
     ("cpu", "forward", "notebook 1x3 -> 2 -> 1", "torch", 5.0),
     ("cpu", "sigmoid", "10^7", "torch", 1.0),
     ("cpu", "sigmoid kernel", "10^7", "torch", 1.0),
@@ -56,7 +56,7 @@ TARGETS = [
       for op in ("linear", "forward") for n in (16, 64, 512) for m in (128, 256) for against in ("torch", "numpy")],
     ("cpu", "train step", "784-128-64-10, batch 64", "torch", 2.0),
     ("cpu", "train step", "64-64-10, batch 64", "torch", 4.0),
-    ("cpu", "train step", "784-128-64-10, batch 512", "torch", 1.0),
+    ("cpu", "train step", "784-128-64-10, batch 512", "torch", 1.2),
     ("cpu busy", "train step", "784-128-64-10, batch 64", "torch", 1.0),
     ("cuda", "mm", "4096x4096 @ 4096x4096", "torch", 0.5),
     ("cuda", "sigmoid kernel", "10^8", "bandwidth", 0.7),
@@ -109,7 +109,7 @@ def _sizes(quick, busy=False):
     return {
         "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "sum": [10**3, 10**5, 10**7],
         "dot": [10**3, 10**5, 10**7],
-        "mm": [64, 256, 1024, 2048],
+        "mm": [64, 256, 1024, 2048], "mm float64": [1024],
         "linear": [(64, 128, 64), (64, 64, 10), *batches, (4096, 784, 256)],
         "forward": ["notebook", *batches, (4096, 784, 256, 10)],
         "randn": [10**3, 10**6],
@@ -208,12 +208,12 @@ def cpu_cases(torch, quick, busy=False):
         return _case("dot", _count(n), 8 * n, "GB/s", calls,
                      lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2))
 
-    def mm(n):
-        a, b = randn(n, n), randn(n, n)
+    def mm(n, dtype=f32):
+        a, b = randn(n, n).astype(dtype), randn(n, n).astype(dtype)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         calls = {"numnet": lambda: numnet.mm(a, b), "numpy": lambda: a @ b,
                  "torch": lambda: torch.mm(ta, tb)}
-        return _case("mm", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
+        return _case("mm" if dtype == f32 else "mm float64", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
                      lambda: _close(numnet.mm(a, b), torch.mm(ta, tb), atol=1e-3 * math.sqrt(n)))
 
     def linear(shape):
@@ -280,6 +280,7 @@ def cpu_cases(torch, quick, busy=False):
                      {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")})
 
     makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "sum": sum_case, "dot": dot, "mm": mm,
+              "mm float64": lambda n: mm(n, np.float64),
               "linear": linear, "forward": forward, "randn": randn_case, "train step": train_step,
               "train epoch": train_epoch}
     return [lambda op=op, size=size: makers[op](size)
@@ -671,6 +672,32 @@ def environment(torch):
     return info
 
 
+def cpu_slug(name=None):
+    """The CPU model as a file name: "AMD EPYC" -> "amd-epyc" (benchmarks/results/)."""
+    import re
+
+    return re.sub(r"[^a-z0-9]+", "-", (name or _cpu_name()).lower()).strip("-") or "unknown-cpu"
+
+
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
+
+
+def compare(fresh, kept, slower=0.10):
+    """The rows of ``fresh`` (a --json result) more than ``slower`` slower than in ``kept``
+    (the last one kept for this CPU): numnet's median time per call, row by row. Returns
+    lines "op size: kept -> fresh (+x%)"; rows in only one of them are skipped."""
+    old = {(r["device"], r["op"], r["size"]): r for r in kept["rows"] if "median_time" in r}
+    found = []
+    for r in fresh["rows"]:
+        before = old.get((r["device"], r["op"], r["size"]))
+        if before is None or "median_time" not in r:
+            continue
+        t0, t1 = before["median_time"]["numnet"], r["median_time"]["numnet"]
+        if t1 > (1 + slower) * t0:
+            found.append(f"{r['device']} {r['op']} {r['size']}: {_seconds(t0)} -> {_seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)")
+    return found
+
+
 def _cpu_name():
     try:
         with open("/proc/cpuinfo") as f:
@@ -822,12 +849,24 @@ def main(args):
 
     targets = check_targets(rows, bandwidth)
     print_table(rows, targets, console)
+    result = {"environment": env, "quick": quick, "repeats": repeats, "block_seconds": block_seconds,
+              "settle_seconds": settle, "rows": rows, "targets": targets}
     if getattr(args, "json", None):
         with open(args.json, "w") as f:
-            json.dump({"environment": env, "quick": quick, "repeats": repeats,
-                       "block_seconds": block_seconds, "settle_seconds": settle,
-                       "rows": rows, "targets": targets}, f, indent=1)
+            json.dump(result, f, indent=1)
         print(f"wrote {args.json}")
+    if getattr(args, "compare", False):
+        kept_path = os.path.join(RESULTS, cpu_slug(env["processor"]) + ".json")
+        if not os.path.exists(kept_path):
+            print(f"--compare: no kept result for this CPU ({kept_path}); keep one with "
+                  f"numnet bench --json {kept_path}")
+        else:
+            with open(kept_path) as f:
+                slower = compare(result, json.load(f))
+            print(f"--compare against {kept_path}: " + ("no row more than 10% slower" if not slower else
+                  f"{len(slower)} rows more than 10% slower:"))
+            for line in slower:
+                print("  " + line)
     if getattr(args, "plot", None):
         try:
             plot(rows, targets, args.plot)

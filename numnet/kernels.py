@@ -4,13 +4,15 @@ Kernels trust their input: the public functions in ``numnet.ops`` have already c
 shapes and dtypes and allocated the output. Every kernel accumulates in the dtype of its
 input on purpose (``x.dtype.type(0)``): float32 in, float32 sums, as torch does.
 
-**The order of the sums.** Every output of mm, linear and forward is summed
-left to right (p = 0, 1, ..., k-1), starting from 0, with one rounding for each product
-and one for each addition: no fused multiply-add (no fastmath flag is set anywhere in
-this file, so LLVM contracts nothing; the one explicit ``fma`` is inside expf, as in
-glibc). That is the definition written out, and it is also the order torch.mm uses
-for the notebook's 1x5 @ 5x1 product, so the notebook's outputs equal torch's bit for
-bit. The order does not depend on the size, the memory layout or the number of threads:
+**The order of the sums.** Every output of mm, linear and forward (and of the backward
+products) is ``s = 0; s = fma(a[i, p], b[p, j], s)`` for p = 0, 1, ..., k-1: one fused
+multiply-add per term, rounded once (numnet._llvm.fma, llvm.fma: a vfmadd where the CPU
+has FMA, the C library's fma where it has not: the same bits, slower), then ``+ bias``
+(one rounding), then the activation. dot keeps its own definition (each product rounded,
+then summed in torch.sum's order: numnet/sums.py). No fastmath flag is set anywhere in this file, so LLVM contracts nothing
+else; the other explicit ``fma`` calls are inside expf, as in glibc. The notebook's
+products give the same bits fused or unfused, so its outputs equal torch's bit for bit.
+The order does not depend on the size, the memory layout or the number of threads:
 large products run through the blocked kernel below, on every core, but each output
 element still gets its k terms added in order, by one thread, so the blocked kernel and
 the plain loops give the same bits, on every run.
@@ -29,7 +31,8 @@ high-performance matrix multiplication", 2008), written as plain loops:
   panel (NR values) times MR values of the a panel, added into MR*NR accumulators. They
   live in a stack array indexed only by constants once LLVM has unrolled the loops, so
   LLVM keeps them in vector registers; the j loop is what LLVM vectorises (an NR-wide row
-  is four 256-bit vectors: 32 float32 or 16 float64).
+  is four vectors: 512-bit ones on AVX-512 CPUs, 64 float32 or 32 float64, else 256-bit
+  ones, 32 or 16).
 - the bias and the activation are applied as each finished tile is written out (the
   epilogue), so linear and forward make no pass over their output after the product.
 
@@ -37,15 +40,17 @@ Products with fewer than BLOCKED_MIN multiply-adds, or fewer rows than MR, take 
 loops (``_mm_loops``): packing would cost them more than it saves. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
 numnet.forward runs a large one layer by layer through ``linear_act_kernel``.
-The tile is MR = 6 rows by NR = 128 bytes of columns (32 float32, 16 float64): LLVM
-compiles its loops to 256-bit vectors (it prefers them to 512-bit ones on AVX-512 CPUs),
-so a float32 tile is 6 x 4 = 24 accumulators in registers, with 4 row vectors of b and
-6 broadcasts of a: 24 multiplies and 24 adds per step, no spills. Measured on this
-project's machine (linear, one thread, GFLOP/s, 64x784 @ 784x128 / 512x784 @ 784x128):
+The tile is MR = 6 rows by four vectors of columns, 24 accumulators in registers, with 4
+row vectors of b and 6 broadcasts of a: 24 fused multiply-adds per step, no spills. LLVM
+prefers 256-bit vectors on AVX-512 CPUs; the micro-kernel asks for 512-bit ones there
+(numnet._llvm.prefer_vector_bits, VECTOR_BITS, chosen at import for the CPU numba
+compiles for) and is kept out of its callers (no_inline), which keep LLVM's choice.
+Measured on an AMD EPYC (Zen 4, one thread, mm 1024, best of 9): float32 87-89 GFLOP/s
+with either width, float64 47-48 with 512-bit vectors and 41-42 with 256-bit ones.
+Former measurements, unfused, on an Intel Xeon
+(linear, one thread, GFLOP/s, 64x784 @ 784x128 / 512x784 @ 784x128):
 6 x 32: 55 / 59; the former 12 x 16: 43 / 53 (48 accumulators' worth of registers: LLVM
-spilled five of them every step); 8 x 16: 45 / 48. Without fused multiply-adds, which
-the bit-for-bit promise excludes, a multiply and an add each take a floating-point port:
-this CPU's ceiling is then about half of what numpy's and torch's FMA kernels reach.
+spilled five of them every step); 8 x 16: 45 / 48.
 
 **dot and neuron** round each product, then add the products in torch.sum's order
 (``numnet.sums``: vector lanes, four accumulators, a cascade), so numnet.dot is
@@ -59,6 +64,7 @@ whose x86-64 expf fuses its multiply-adds, as the ``fma`` calls below do). float
 e^x is the C library's exp.
 """
 import numpy as np
+from llvmlite import binding as llvm_binding
 from numba import config, literal_unroll, prange, types
 from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
@@ -67,7 +73,7 @@ from numba.np.arrayobj import make_array, populate_array
 
 from numnet import sums
 from numnet._jit import jit, threads
-from numnet._llvm import float_bits, float_from_bits, fma
+from numnet._llvm import float_bits, float_from_bits, fma, no_inline, prefer_vector_bits
 
 # -- LLVM primitives -------------------------------------------------------------------
 
@@ -111,13 +117,26 @@ def _is_c_order(a):
     return a.strides[1] == a.itemsize and (a.shape[0] <= 1 or a.strides[0] == a.shape[1] * a.itemsize)
 
 
-# The register tile: MR rows of NR = TILE_BYTES / itemsize columns (the docstring says why).
+def _compiles_avx512():
+    """True when numba compiles for a CPU with AVX-512: the host's features, or those
+    named by NUMBA_CPU_FEATURES when set (numba compiles for those instead)."""
+    features = config.CPU_FEATURES
+    if features is None:
+        return bool(llvm_binding.get_host_cpu_features().get("avx512f", False))
+    return "+avx512f" in features.split(",")
+
+
+# The vector width of the micro-kernel and its register tile, chosen for the CPU numba
+# compiles for (the module docstring says why): MR rows of NR = TILE_BYTES / itemsize
+# columns, four vectors to a row, 24 accumulators in all.
+VECTOR_BITS = 512 if _compiles_avx512() else 256
 MR = 6
-TILE_BYTES = 128
+TILE_BYTES = 4 * VECTOR_BITS // 8
 
 
 def tile_columns(dtype):
-    """NR: the columns of a register tile of this dtype (16 float32, 8 float64)."""
+    """NR: the columns of a register tile of this dtype (with 256-bit vectors 32 float32,
+    16 float64; with 512-bit ones 64 and 32)."""
     return TILE_BYTES // np.dtype(dtype).itemsize
 
 
@@ -391,7 +410,7 @@ def _mm_loops(a, b, bias, out, act):
         for p in range(k):
             a_ip = a[i, p]
             for j in range(m):
-                out[i, j] += a_ip * b[p, j]
+                out[i, j] = fma(a_ip, b[p, j], out[i, j])
         if bias is not None or act != IDENTITY:
             for j in range(m):
                 out[i, j] = _finish(out[i, j], bias, j, act, one)
@@ -439,6 +458,8 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
     tile; every loop over its rows and columns has a constant trip count, so LLVM unrolls
     the i loops, vectorises the j loops and keeps the MR x NR sums in vector registers.
     """
+    no_inline()
+    prefer_vector_bits(VECTOR_BITS)
     acc = _register_tile(tile)
     nr = acc.shape[1]
     zero = tile.dtype.type(0)
@@ -449,7 +470,7 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
         for j in range(nr):
             b_pj = b_panel[p0 + p, j]
             for i in range(MR):
-                acc[i, j] += a_panel[p, i] * b_pj
+                acc[i, j] = fma(a_panel[p, i], b_pj, acc[i, j])
     for j in range(nr):
         for i in range(MR):
             tile[i, j] = acc[i, j]

@@ -4,6 +4,7 @@ numnet never imports this file. Each reference returns the exact-as-float64 valu
 for the sums, ``scale`` = sum |term| that numnet.testing.sum_bound turns into a tolerance.
 """
 import math
+from fractions import Fraction
 
 import numpy as np
 
@@ -234,3 +235,55 @@ def torch_sum_order(values, lanes=8, torch_threads=2):
     size = -(-n // chunks)
     partial = [zero + row_sum(x[c * size:(c + 1) * size]) for c in range(chunks)]
     return zero + row_sum(partial + [zero] * (torch_threads - chunks))
+
+
+# -- the products' exact arithmetic: in-order fused multiply-adds ------------------------------
+
+def round_to(value, dtype):
+    """The Fraction ``value`` rounded once to the nearest ``dtype`` (ties to even): float()
+    rounds a Fraction correctly to float64; a float32 is settled between the two float32
+    neighbours of that float64 by exact comparison (rounding twice would be wrong exactly
+    where the float64 lands halfway between them). Finite values only."""
+    nearest = np.float64(float(value))
+    if dtype == np.float64:
+        return nearest
+    guess = np.float32(nearest)
+    toward = np.float32(np.inf if Fraction(float(guess)) < value else -np.inf)
+    other = np.nextafter(guess, toward)
+    d_guess, d_other = abs(Fraction(float(guess)) - value), abs(Fraction(float(other)) - value)
+    if d_other < d_guess or (d_other == d_guess and int(other.view(np.uint32)) % 2 == 0):
+        return other
+    return guess
+
+
+def fma_ref(a, b, c):
+    """a * b + c rounded once, in the dtype of a (exactly, by Fractions)."""
+    dtype = np.asarray(a).dtype.type
+    return round_to(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c)), dtype)
+
+
+def fused_mm_ref(a, b):
+    """a @ b as numnet defines it: s = 0; s = fma(a[i, p], b[p, j], s) for p in order,
+    each step rounded once to a's dtype (exact Fractions between roundings). Finite inputs."""
+    n, k = a.shape
+    m = b.shape[1]
+    dtype = a.dtype.type
+    out = np.empty((n, m), dtype)
+    for i in range(n):
+        for j in range(m):
+            s = dtype(0)
+            for p in range(k):
+                s = fma_ref(a[i, p], b[p, j], s)
+            out[i, j] = s
+    return out
+
+
+def unfused_mm(a, b):
+    """a @ b with a multiply and an add rounded separately (the former definition): what
+    a kernel that does not fuse would give, to show that fused_mm_ref's inputs tell apart."""
+    n, k = a.shape
+    m = b.shape[1]
+    out = np.zeros((n, m), a.dtype)
+    for p in range(k):
+        out += a[:, p:p + 1] * b[p:p + 1, :]  # elementwise, each product then each sum rounded
+    return out

@@ -170,6 +170,8 @@ def compile_in_subprocess(launches, workdir, ccs=CCS, timeout=600):
 
 F64 = re.compile(r"\.f64\b|%fd\d|\b0d[0-9A-Fa-f]{16}\b")  # f64 types, f64 registers, f64 constants
 LOCAL = re.compile(r"\.local\b")  # local-memory declarations, loads and stores
+FMA = re.compile(r"\bfma\.rn\.f(?:32|64)\b")  # fused multiply-adds, explicit or contracted by NVVM
+FLOAT_MUL_ADD = re.compile(r"\b(?:mul|add|sub)(?:\.rn)?\.f(?:32|64)\b")  # a separate float multiply, add
 SHARED = re.compile(r"^\s*(?:\.visible\s+)?\.shared\s+(?:\.align\s+\d+\s+)?\.\w+\s+[\w$]+\[(\d+)\]")
 
 
@@ -184,6 +186,8 @@ def read_ptx(ptx):
     lines = code_lines(ptx)
     return {
         "f64_lines": [t for t in lines if F64.search(t)],
+        "fma_count": sum(1 for t in lines if FMA.search(t)),
+        "float_mul_add_lines": [t for t in lines if FLOAT_MUL_ADD.search(t)],
         "local_lines": [t for t in lines if LOCAL.search(t)],
         "shared_bytes": sum(int(m.group(1)) for t in lines if (m := SHARED.match(t))),
         "ptx_target": next((t.split()[1] for t in lines if t.startswith(".target")), None),
@@ -331,10 +335,16 @@ def compile_request(request, workdir):
             row["error"] = f"{type(exc).__name__}: {exc}"
             continue
         row.update(read_ptx(ptx))
+        with_lines = None
         if row["f64_lines"] and _float_dtypes(launch["args"]) == {"float32"}:
             with_lines, _ = cuda.compile_ptx(kernel.py_func, _argtypes(launch["args"]),
                                              **{**compile_options, "lineinfo": True})
             row["f64_sources"] = source_of(with_lines, F64)
+        if row["fma_count"] and cc == CCS[0]:  # where each fma.rn comes from (one capability suffices)
+            if with_lines is None:
+                with_lines, _ = cuda.compile_ptx(kernel.py_func, _argtypes(launch["args"]),
+                                                 **{**compile_options, "lineinfo": True})
+            row["fma_sources"] = source_of(with_lines, FMA)
         path = Path(workdir) / f"{launch['kernel']}-{len(rows)}-sm{cc[0]}{cc[1]}.ptx"
         path.write_text(ptx)
         row["ptx"] = str(path)

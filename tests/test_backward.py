@@ -266,8 +266,9 @@ def test_layouts_and_read_only_inputs_give_the_same_bits_and_stay_untouched():
 
 
 def test_cuda_keeps_gpu_inputs_on_the_gpu_and_matches_cpu_bits_in_the_simulator():
-    """In the simulator (no fused multiply-add, the CPU's order of sums), a relu network's
-    mse gradients are the CPU's bit for bit; GPU inputs give GPU results."""
+    """In the simulator (the CPU's fused products; elementwise code unfused, as on the
+    CPU), a relu network's mse gradients are the CPU's bit for bit; GPU inputs give GPU
+    results."""
     from numnet import cuda
 
     if not cuda.is_available():
@@ -425,10 +426,13 @@ def test_cuda_sgd_updates_device_arrays_in_place():
     for _ in range(3):
         gpu.step([(dW, db)])
         cpu.step([(dW, db)])
-    # Within the rounding of p - lr * buf done without a fused multiply-add (the simulator's).
+    # Within the rounding of momentum * buf + g, which a GPU contracts into one fma and
+    # the CPU does not; in the simulator (p = fma(buf, -lr, p) on both sides) bit for bit.
     for device, host in zip(on_gpu, on_cpu):
         got = device.copy_to_host()
         assert np.abs(got - host).max() <= 4 * np.finfo(f32).eps * (np.abs(host).max() + 1)
+        if cuda.on_simulator():
+            assert got.tobytes() == host.tobytes()
 
 
 # -- SGD.train_step: loss_and_grads and step in one compiled call ------------------------------

@@ -127,3 +127,15 @@ def test_each_block_starts_warm():
     timing = bench.measure({"numnet": lambda: None, "other": wakes_slowly}, repeats=5, block_seconds=0.0002,
                            settle={"numnet": 0.01, "other": 0.01})
     assert max(timing["times"]["other"]) < 0.002, timing["times"]["other"]
+
+
+def test_compare_lists_rows_more_than_ten_percent_slower():
+    from numnet import bench
+
+    def result(*times):
+        return {"rows": [{"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}}
+                         for i, t in enumerate(times)]}
+
+    slower = bench.compare(result(1.2, 1.05, 0.5), result(1.0, 1.0, 1.0))
+    assert len(slower) == 1 and slower[0].startswith("cpu mm 0:") and "(+20%)" in slower[0]
+    assert bench.cpu_slug("AMD EPYC 9R14 96-Core Processor") == "amd-epyc-9r14-96-core-processor"

@@ -131,8 +131,58 @@ def test_dot_gives_the_same_bits_every_run():
 def test_mm(n, k, m, dtype):
     a, b = rand(n, k, dtype=dtype, seed=5), rand(k, m, dtype=dtype, seed=6)
     out = check("mm", a, b)
-    if SIMULATED:  # p in order, as on the CPU; only a GPU's fused multiply-add differs
-        assert out.tobytes() == numnet.mm(a, b).tobytes()
+    assert out.tobytes() == numnet.mm(a, b).tobytes()  # fused, p in order, as on the CPU
+
+
+# -- the products: in-order fused multiply-adds, the CPU's bits --------------------------------
+
+# test_mm covers the shapes past a block (fused on both sides); here the layouts.
+PRODUCT_SHAPES = [(1, 1, 1), (K.TILE - 1, K.TILE + 1, K.TILE), (17, 33, 9)]
+
+
+def test_the_device_fma_rounds_once():
+    """numnet.cuda.kernels.fma against exact arithmetic, where rounding twice (the
+    simulator's cuda.fma, or float64 then float32) is wrong: the halfway case of
+    tests/test_fused.py, and random float32 and float64 triples."""
+    from .test_fused import HALFWAY_A, HALFWAY_B, HALFWAY_FUSED
+
+    a, b, c = HALFWAY_A[0, 1], HALFWAY_B[1, 0], np.float32(2.0**-60)
+    assert K.fma(a, b, c) == HALFWAY_FUSED and a * b + c != HALFWAY_FUSED
+    for dtype in DTYPES:
+        x, y, z = rand(3, 300, dtype=dtype, seed=40)
+        z = z * dtype(1e-3)  # sums that cancel little: the product's low bits matter
+        got = np.array([K.fma(p, q, r) for p, q, r in zip(x, y, z)], dtype)
+        want = np.array([naive.fma_ref(p, q, r) for p, q, r in zip(x, y, z)], dtype)
+        assert got.tobytes() == want.tobytes()
+        assert (x * y + z != want).any()  # these triples tell one rounding from two
+    assert np.isnan(K.fma(f32(np.inf), f32(0), f32(1))) and K.fma(f64(np.inf), f64(2), f64(1)) == np.inf
+
+
+@needs_cuda
+@pytest.mark.parametrize("n, k, m", PRODUCT_SHAPES)
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_products_are_the_cpus_bits_in_every_layout(n, k, m, dtype):
+    """mm, linear (bias) and forward (two layers, relu between): numnet.cuda's bits are
+    numnet's, for C, Fortran-ordered and strided inputs (on a GPU with fma.rn, in the
+    simulator with the fma that rounds once). relu and none: the products' epilogue is
+    what is checked here; e^x and tanh come from other libraries on each device and agree
+    within numnet.testing's bounds (test_sigmoid)."""
+    a, b, bias = rand(n, k, dtype=dtype, seed=30), rand(k, m, dtype=dtype, seed=31), rand(m, dtype=dtype, seed=32)
+    want = {"mm": numnet.mm(a, b), "linear": numnet.linear(a, b, bias),
+            "forward": numnet.forward(a, [(b, bias), (b.T[:, :1], bias[:1])], hidden="relu", output="none")}
+    for name, va in layouts(a).items():
+        vb = layouts(b)[name]
+        assert numnet.cuda.mm(va, vb).tobytes() == want["mm"].tobytes(), name
+        assert numnet.cuda.linear(va, vb, bias).tobytes() == want["linear"].tobytes(), name
+        got = numnet.cuda.forward(va, [(vb, bias), (b.T[:, :1], bias[:1])], hidden="relu", output="none")
+        assert got.tobytes() == want["forward"].tobytes(), name
+
+
+@needs_cuda
+def test_mm_rounds_a_halfway_float32_once():
+    from .test_fused import HALFWAY_A, HALFWAY_B, HALFWAY_FUSED
+
+    assert numnet.cuda.mm(HALFWAY_A, HALFWAY_B)[0, 0] == HALFWAY_FUSED
 
 
 @needs_cuda
@@ -549,3 +599,27 @@ def test_sum_corners_and_layouts():
     assert out.copy_to_host().tobytes() == numnet.cuda.sum(x).tobytes()
     with pytest.raises(numnet.DTypeError, match="^numnet.cuda.sum: expected float32 or float64"):
         numnet.cuda.sum(np.ones(3, np.int32))
+
+
+@needs_cuda
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_backward_products_are_the_cpus_bits(dtype):
+    """dW = h^T delta and delta W^T (numnet.cuda.backward_kernels) against the CPU's."""
+    from numba import cuda
+
+    from numnet import backward_kernels as BK
+    from numnet import kernels as CK
+    from numnet.cuda import backward_kernels as GBK
+
+    n, k, m = 9, 17, 5
+    h, delta, W = rand(n, k, dtype=dtype, seed=41), rand(n, m, dtype=dtype, seed=42), rand(k, m, dtype=dtype, seed=43)
+    y = np.ones((n, k), dtype)
+    want_dW, want_below = np.empty((k, m), dtype), np.empty((n, k), dtype)
+    BK.matmul_tn_kernel(h, delta, want_dW, 1)
+    BK.backprop_kernel(delta, W, y, CK.IDENTITY, want_below, 1)
+    dW, below = cuda.to_device(np.empty((k, m), dtype)), cuda.to_device(np.empty((n, k), dtype))
+    GBK.matmul_tn_kernel[(1, 2), (16, 16)](cuda.to_device(h), cuda.to_device(delta), dW)
+    GBK.backprop_kernel[(2, 1), (16, 16)](cuda.to_device(delta), cuda.to_device(W), cuda.to_device(y),
+                                          CK.IDENTITY, below)
+    assert dW.copy_to_host().tobytes() == want_dW.tobytes()
+    assert below.copy_to_host().tobytes() == want_below.tobytes()

@@ -17,7 +17,12 @@ and runs ``ptxas -v`` on it (tests/ptx.py: compile_request). The assertions:
   use no local memory at all;
 - static shared memory per block is within 48 KiB;
 - registers per thread (ptxas) times the launch's threads per block fit in a block's
-  64 Ki registers.
+  64 Ki registers;
+- the products (mm, linear, forward's layers, dW and delta W^T) compile their k loop to
+  fma.rn, and every fma.rn in them comes from an explicit ``fma(`` or from libdevice (e^x,
+  tanh, whose own fma are theirs, as glibc's are the CPU's): NVVM, which contracts
+  ``a * b + c`` by default, contracted nothing in the epilogue (bias, activation) that
+  the CPU rounds twice; mm, which has no epilogue, has no separate float multiply or add.
 
 The toolchain: NVVM, libdevice and NVRTC (numba-cuda loads all three) and ptxas, from the
 ``ptx`` extra's wheels (pip install -e '.[test,ptx]'), CUDA_HOME or /usr/local/cuda.
@@ -38,6 +43,17 @@ from . import ptx
 f32, f64 = np.float32, np.float64
 # The kernels whose register tiles must stay in registers (numnet/cuda/kernels.py).
 REGISTER_TILED = {"mm_kernel", "linear_act_kernel"}
+# The products: their sums are in-order fma (numnet.cuda.kernels.fma).
+PRODUCTS = {"mm_kernel", "linear_act_kernel", "matmul_tn_kernel", "backprop_kernel"}
+# Source lines whose fma.rn is explicit: fma itself, and block_product (NVVM inlines device
+# functions and lineinfo names the call's line; its only float arithmetic is fma, which the
+# mm check below proves); or libdevice's own (e^x, tanh, log, also reached through
+# activate), whose fma are part of its functions as glibc's are of the CPU's.
+EXPLICIT_FMA = ("fma(", "block_product(")
+LIBDEVICE_CALL = ("exp(", "tanh(", "log(", "activate(")
+# Contracted by NVVM where the CPU rounds twice, known and left to issue 17 (elementwise
+# identity of the two devices): tanh's derivative in backprop_kernel's epilogue.
+KNOWN_CONTRACTED = {"return g * (one - y * y)"}
 
 
 def rand(*shape, dtype=f32, seed=0):
@@ -281,3 +297,31 @@ def test_resource_table(compiled):
               f"sm_{r['cc'][0]}{r['cc'][1]:<3} {r['threads']:>7} {p.get('registers', '-'):>5} "
               f"{str(p.get('spill_store_bytes', '-')) + '/' + str(p.get('spill_load_bytes', '-')):>11} "
               f"{p.get('stack_bytes', '-'):>5} {r.get('shared_bytes', '-'):>6} {len(r.get('local_lines', [])):>5}")
+
+
+def _contracted(row):
+    """The fma.rn source lines of a row that neither call fma nor libdevice."""
+    return [line for line in row.get("fma_sources", [])
+            if not any(call in line for call in EXPLICIT_FMA + LIBDEVICE_CALL)]
+
+
+def test_products_are_explicit_fma_and_nothing_else_is_contracted(compiled):
+    rows = [r for r in compiled["rows"] if r["kernel"] in PRODUCTS and "error" not in r and "fma_sources" in r]
+    assert {r["kernel"] for r in rows} == PRODUCTS
+    no_fma = [where(r) for r in rows if not any(c in line for line in r["fma_sources"] for c in EXPLICIT_FMA)]
+    assert not no_fma, f"k loops without fma.rn: {no_fma}"
+    bad = [f"{where(r)}: {line}" for r in rows for line in _contracted(r)
+           if line.split(": ", 1)[-1] not in KNOWN_CONTRACTED]
+    assert not bad, "contracted by NVVM, rounded twice on the CPU:\n" + "\n".join(bad)
+    mm_rows = [r for r in compiled["rows"] if r["kernel"] == "mm_kernel" and "error" not in r]
+    assert mm_rows and all(r["fma_count"] for r in mm_rows)
+    separate = [f"{where(r)}: {r['float_mul_add_lines'][:3]}" for r in mm_rows if r["float_mul_add_lines"]]
+    assert not separate, separate
+
+
+def test_contraction_table(compiled):
+    """Not a check: every kernel's fma.rn that is neither explicit nor libdevice's
+    (NVVM's contractions of elementwise code; pytest -rP shows them)."""
+    for r in sorted(compiled["rows"], key=lambda r: r["kernel"]):
+        if _contracted(r):
+            print(f"{where(r)}:", *_contracted(r), sep="\n    ")

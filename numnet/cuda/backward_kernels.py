@@ -4,9 +4,11 @@ The same maths (see that module's docstring for the chain rule they implement), 
 for one thread per output element or per row: every kernel finds its place with
 ``cuda.grid``, guards it against the array bounds and takes its output as an argument;
 numnet.cuda.backward has checked the input, moved it to the GPU and picked the launch
-shape. The products and sums run over their index in order, as on the CPU, so in the
-simulator (which has no fused multiply-add) the gradients of a relu or linear network
-with the mse loss match the CPU's bit for bit; a real GPU fuses ``acc += a * b``.
+shape. The products are the CPU's: ``acc = fma(a, b, acc)`` over their index in order
+(numnet.cuda.kernels.fma: one rounding on a GPU and in the simulator), so they equal the
+CPU's bit for bit. The elementwise formulas are written as on the CPU, but NVVM contracts
+a multiply followed by an add (``one - y * y``, ``momentum * buf + g``, ``acc += d * d``)
+into one fma.rn on a GPU where the CPU rounds twice: there they agree within rounding.
 
 The forward pass itself is numnet.cuda.forward's, run one layer at a time.
 """
@@ -15,7 +17,7 @@ import math
 import numpy as np
 from numba import cuda
 
-from numnet.cuda.kernels import RELU, SIGMOID, SIMULATED, TANH, exp
+from numnet.cuda.kernels import RELU, SIGMOID, SIMULATED, TANH, exp, fma
 
 # log(v) in a kernel: libdevice's logf or log on a GPU, numpy's in the simulator (where
 # math.log would compute in float64 and raise for 0, where a GPU returns -inf).
@@ -43,14 +45,14 @@ def act_grad(g, y, act, one):
 def matmul_tn_kernel(h, delta, out):
     """out = h^T @ delta: the weight gradient.  h: (n, k), delta: (n, m) -> out: (k, m).
 
-    One thread per out[p, j] = sum_i h[i, p] * delta[i, j], i in order; x runs along j,
+    One thread per out[p, j]: acc = fma(h[i, p], delta[i, j], acc), i in order; x runs along j,
     so neighbouring threads read neighbouring delta[i, j].
     """
     j, p = cuda.grid(2)
     if p < out.shape[0] and j < out.shape[1]:
         acc = out.dtype.type(0)
         for i in range(h.shape[0]):
-            acc += h[i, p] * delta[i, j]
+            acc = fma(h[i, p], delta[i, j], acc)
         out[p, j] = acc
 
 
@@ -70,13 +72,13 @@ def backprop_kernel(delta, W, y, act, out):
     """out = (delta @ W^T) * f'(z): the delta of the layer below, f' from its output y.
 
     delta: (n, m), W: (k, m), y: (n, k) -> out: (n, k); one thread per out[i, p] =
-    f'(y[i, p]) * sum_j delta[i, j] W[p, j], j in order.
+    f'(y[i, p]) * sum_j delta[i, j] W[p, j], fused, j in order.
     """
     p, i = cuda.grid(2)
     if i < out.shape[0] and p < out.shape[1]:
         acc = out.dtype.type(0)
         for j in range(delta.shape[1]):
-            acc += delta[i, j] * W[p, j]
+            acc = fma(delta[i, j], W[p, j], acc)
         out[i, p] = act_grad(acc, y[i, p], act, out.dtype.type(1))
 
 
@@ -181,4 +183,4 @@ def sgd_kernel(p, g, buf, lr, momentum, first):
             buf[i, j] = g[i, j]
         elif momentum != 0:
             buf[i, j] = momentum * buf[i, j] + g[i, j]
-        p[i, j] = cuda.fma(buf[i, j], -lr, p[i, j])
+        p[i, j] = fma(buf[i, j], -lr, p[i, j])

@@ -11,11 +11,15 @@ both the accumulators (``x.dtype.type(0)``) and the shared-memory tiles
 (``cuda.shared.array(..., dtype=x.dtype)``) take their dtype from the arguments. A bare
 ``0.`` would be float64 on a GPU and turn float32 sums into float64 ones.
 
-The order of the sums: mm, linear and forward add p = 0, 1, ..., k-1 in order, as the
-CPU kernels do, but a real GPU fuses ``acc += a * b`` into one multiply-add (one rounding
-where the CPU makes two); sum and dot add in a tree, the same tree on every run, so the
-same bits (the CPU's sum and dot follow torch.sum's order instead). Results agree with the CPU ops within rounding (numnet.testing's bounds), not bit
-for bit. (The simulator has no fused multiply-add: there mm matches the CPU bit for bit.)
+The order of the sums: mm, linear and forward compute each output as the CPU kernels do,
+``s = fma(a[i, p], b[p, j], s)`` for p = 0, 1, ..., k-1 (each thread walks p in order
+across the shared-memory tiles), then ``+ bias``, then the activation: the same bits as
+numnet's products. ``fma`` is cuda.fma (fma.rn) on a GPU; in the simulator, whose
+cuda.fma rounds twice, it is a Python fma that rounds once (``_fma_rounded_once``), so the
+simulator computes what a GPU computes. The epilogue (bias, activation) is not fused
+(tests/test_ptx.py checks that NVVM contracted nothing there). sum and dot add in a
+tree, the same tree on every run, so the same bits; they agree with the CPU's sum and dot
+(torch.sum's order) within rounding (numnet.testing's bounds).
 
 The matrix product (``block_product``) tiles twice. Shared memory: a block of TILE x TILE
 threads stages TILE-deep slices of a (BLOCK rows) and of b (BLOCK columns) in shared
@@ -28,6 +32,7 @@ ty + TILE*ii, column tx + TILE*jj): a warp's reads of shared memory then fall in
 banks or on one broadcast address, and its writes of the output are coalesced.
 """
 import math
+from fractions import Fraction
 
 import numpy as np
 from numba import cuda
@@ -48,6 +53,49 @@ SIMULATED = cuda.jit.__module__.startswith("numba.cuda.simulator")
 # sigma(-1000) would fail; np.exp keeps float32 and returns inf, as the GPU does.
 exp = np.exp if SIMULATED else math.exp
 tanh = np.tanh if SIMULATED else math.tanh
+
+
+def _fma_rounded_once(a, b, c):
+    """a * b + c rounded once, in the dtype of a: the simulator's fma, as a GPU's fma.rn.
+
+    The simulator's own cuda.fma is a * b + c in Python, rounded twice. A float32 product
+    is exact in float64, so float64 rounds the sum once; rounding that to float32 is then
+    right unless it lies exactly halfway between two float32s, where exact arithmetic
+    (Fractions) settles it; float64 takes Fractions throughout. NaN and infinities (and
+    a finite sum beyond the dtype) fall back to the dtype's own a * b + c, as does a zero
+    product or sum (exact there, and with the sign IEEE gives a zero)."""
+    dtype = type(a)
+    with np.errstate(all="ignore"):
+        if not (math.isfinite(a) and math.isfinite(b) and math.isfinite(c)) or a == 0 or b == 0:
+            return dtype(dtype(a) * dtype(b) + dtype(c))
+        if dtype is np.float32:
+            near = float(a) * float(b) + float(c)
+            rounded = np.float32(near)
+            other = np.nextafter(rounded, np.float32(math.copysign(math.inf, near - float(rounded))))
+            if float(rounded) == near or float(rounded) + float(other) != 2 * near:
+                return rounded
+            exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+            d_rounded, d_other = abs(Fraction(float(rounded)) - exact), abs(Fraction(float(other)) - exact)
+            if d_other < d_rounded or (d_other == d_rounded and int(other.view(np.uint32)) % 2 == 0):
+                return other
+            return rounded
+        exact = Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c))
+        if exact == 0:
+            return dtype(dtype(a) * dtype(b) + dtype(c))
+        try:
+            return dtype(float(exact))
+        except OverflowError:
+            return dtype(math.copysign(math.inf, exact))
+
+
+def _fma_on_gpu(a, b, c):
+    """a * b + c rounded once: fma.rn. (cuda.fma itself is typed only as an attribute of
+    numba.cuda, so a kernel cannot call it under another name.)"""
+    return cuda.fma(a, b, c)
+
+
+# The products' multiply-add (numnet.kernels: s = fma(a, b, s), p in order): one rounding.
+fma = _fma_rounded_once if SIMULATED else cuda.jit(device=True)(_fma_on_gpu)
 
 # The activations, numbered as numnet._checks.ACTIVATIONS names them (as numnet.kernels).
 SIGMOID, RELU, TANH, IDENTITY = 0, 1, 2, 3
@@ -181,7 +229,7 @@ def neuron_kernel(partial, b, out):
 
 @cuda.jit(device=True)
 def block_product(a, b, acc):
-    """acc[ii, jj] = sum_p a[i, p] * b[p, j], p in order, for this thread's WORK x WORK
+    """acc[ii, jj] = fma(a[i, p], b[p, j], acc[ii, jj]) for p = 0, 1, ..., k-1, for this thread's WORK x WORK
     outputs: i = BLOCK * blockIdx.y + ty + TILE * ii, j = BLOCK * blockIdx.x + tx + TILE * jj.
 
     Per TILE-deep step, the block's 256 threads copy a[block rows, p0:p0+TILE] and
@@ -220,7 +268,7 @@ def block_product(a, b, acc):
                 b_frag[jj] = b_tile[p, tx + TILE * jj]
             for ii in range(WORK):
                 for jj in range(WORK):
-                    acc[ii, jj] += a_frag[ii] * b_frag[jj]
+                    acc[ii, jj] = fma(a_frag[ii], b_frag[jj], acc[ii, jj])
         cuda.syncthreads()  # everyone is done reading before the next tiles overwrite them
 
 
