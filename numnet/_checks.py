@@ -62,6 +62,20 @@ def as_host_array(op, name, x, floats=True):
     return a
 
 
+# What the checks raise about a caller's input. A public op catches them around its
+# checks and raises them again from its own line (``raise e.with_traceback(None)``), so
+# that a traceback shows the caller's line and the op's, not the frames of this module.
+INPUT_ERRORS = (TypeError, ValueError, IndexError)
+
+
+def read_floats(op, **named):
+    """The numpy arrays behind the named arguments (as_host_array), checked to share one
+    float dtype: one array for one name, else a list in the order given."""
+    arrays = [as_host_array(op, name, x) for name, x in named.items()]
+    check_dtype(op, *arrays)
+    return arrays[0] if len(arrays) == 1 else arrays
+
+
 def check_dtype(op, *arrays):
     """The one float dtype shared by ``arrays``; float32 or float64, never mixed."""
     dtype = arrays[0].dtype

@@ -24,8 +24,7 @@ MSE, CROSS_ENTROPY = 0, 1  # positions in numnet._checks.LOSSES
 
 def _rows(op, x):
     """x as a 2-D array of rows along its last axis (a 0-d x is one row of one value)."""
-    x = C.as_host_array(op, "x", x)
-    C.check_dtype(op, x)
+    x = C.read_floats(op, x=x)
     if x.ndim == 2:
         return x, x.shape
     shape = x.shape
@@ -45,7 +44,10 @@ def log_softmax(x):
     array([-0.69314718, -0.69314718])
     """
     op = "numnet.log_softmax"
-    rows, shape = _rows(op, x)
+    try:
+        rows, shape = _rows(op, x)
+    except C.INPUT_ERRORS as e:
+        raise e.with_traceback(None)  # from here: C.INPUT_ERRORS says why
     out = np.empty(rows.shape, rows.dtype)
     BK.log_softmax_kernel(rows, out)
     return out.reshape(shape)
@@ -60,7 +62,10 @@ def softmax(x):
     array([0., 1.])
     """
     op = "numnet.softmax"
-    rows, shape = _rows(op, x)
+    try:
+        rows, shape = _rows(op, x)
+    except C.INPUT_ERRORS as e:
+        raise e.with_traceback(None)  # from here: C.INPUT_ERRORS says why
     out = np.empty(rows.shape, rows.dtype)
     BK.softmax_kernel(rows, out)
     return out.reshape(shape)
@@ -112,8 +117,11 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
     (array(2.25), array([-3., -6.]), array([-3.]))
     """
     op = "numnet.loss_and_grads"
-    x, target, pairs, dtype, hidden, output, loss = read_network(
-        op, x, target, layers, hidden, output, loss, C.as_host_array)
+    try:
+        x, target, pairs, dtype, hidden, output, loss = read_network(
+            op, x, target, layers, hidden, output, loss, C.as_host_array)
+    except C.INPUT_ERRORS as e:
+        raise e.with_traceback(None)
     n = x.shape[0]
     # The forward pass, keeping every layer's output h_i: the backward pass needs them.
     hs = [x]
@@ -156,9 +164,12 @@ class SGD:
 
     def __init__(self, layers, lr, momentum=0.0):
         op = "numnet.SGD"
-        self.lr, self.momentum = C.check_sgd_settings(op, lr, momentum)
-        self.layers = [tuple(pair) for pair in C.unpack_layers(op, layers)]
-        C.check_params(op, self.layers)
+        try:
+            self.lr, self.momentum = C.check_sgd_settings(op, lr, momentum)
+            self.layers = [tuple(pair) for pair in C.unpack_layers(op, layers)]
+            C.check_params(op, self.layers)
+        except C.INPUT_ERRORS as e:
+            raise e.with_traceback(None)
         self.buffers = None  # momentum buffers, made by the first step (torch's convention)
         self._fused = _fused_arrays(self.layers)  # for train_step; None: it takes two calls
         self._codes = {}
@@ -166,11 +177,14 @@ class SGD:
     def step(self, grads):
         """p -= lr * buf for every W and b, buf the momentum buffer (or the gradient)."""
         op = "numnet.SGD.step"
-        grads = [
-            (C.as_host_array(op, f"layer {i} dW", dW), C.as_host_array(op, f"layer {i} db", db))
-            for i, (dW, db) in enumerate(C.unpack_layers(op, grads), start=1)
-        ]
-        C.check_grads(op, self.layers, grads)
+        try:
+            grads = [
+                (C.as_host_array(op, f"layer {i} dW", dW), C.as_host_array(op, f"layer {i} db", db))
+                for i, (dW, db) in enumerate(C.unpack_layers(op, grads), start=1)
+            ]
+            C.check_grads(op, self.layers, grads)
+        except C.INPUT_ERRORS as e:
+            raise e.with_traceback(None)
         params = [_matrix(p) for pair in self.layers for p in pair]
         gradients = [_matrix(g) for pair in grads for g in pair]
         first = self.buffers is None and self.momentum != 0
@@ -198,8 +212,11 @@ class SGD:
         codes = self._codes.get(key)
         if codes is None:
             op = "numnet.SGD.train_step"
-            codes = self._codes[key] = (C.activation_code(op, "hidden", hidden),
-                                        C.activation_code(op, "output", output), C.loss_code(op, loss))
+            try:
+                codes = self._codes[key] = (C.activation_code(op, "hidden", hidden),
+                                            C.activation_code(op, "output", output), C.loss_code(op, loss))
+            except C.INPUT_ERRORS as e:
+                raise e.with_traceback(None)
         if (self._fused is not None and type(x) is np.ndarray and type(target) is np.ndarray
                 and target.ndim == (2 if codes[2] == MSE else 1) and x.ndim == 2):
             Ws, Bs, dWs, dBs = self._fused
@@ -220,7 +237,10 @@ class SGD:
                 if first:
                     self.buffers = buffers
                 return np.array(value, dtype)
-        value, grads = loss_and_grads(x, target, self.layers, hidden, output, loss)
+        try:
+            value, grads = loss_and_grads(x, target, self.layers, hidden, output, loss)
+        except C.INPUT_ERRORS as e:  # loss_and_grads's checks: shown from this line alone
+            raise e.with_traceback(None)
         self.step(grads)
         return value
 

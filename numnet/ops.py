@@ -20,8 +20,10 @@ def sigmoid(x):
     array([0. , 0.5, 1. ], dtype=float32)
     """
     if type(x) is not np.ndarray or x.dtype not in C.FLOAT_DTYPES:
-        x = C.as_host_array("numnet.sigmoid", "x", x)
-        C.check_dtype("numnet.sigmoid", x)
+        try:
+            x = C.read_floats("numnet.sigmoid", x=x)
+        except C.INPUT_ERRORS as e:
+            raise e.with_traceback(None)  # from here: C.INPUT_ERRORS says why
     out = np.empty(x.shape, x.dtype)
     K.sigmoid_kernel(x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1),
                      out.reshape(-1), K.sigmoid_threads(x.size))
@@ -51,11 +53,13 @@ def sum(x, torch_threads=None):
     array(6., dtype=float32)
     """
     op = "numnet.sum"
-    x = C.as_host_array(op, "x", x)
-    C.check_dtype(op, x)
+    try:
+        x = C.read_floats(op, x=x)
+        threads = _torch_threads(op, torch_threads)
+    except C.INPUT_ERRORS as e:
+        raise e.with_traceback(None)
     rows, vectorised = S.order_rows(x)
-    total = S.sum_kernel(rows, vectorised, _torch_threads(op, torch_threads),
-                         S.numnet_threads(x.size))
+    total = S.sum_kernel(rows, vectorised, threads, S.numnet_threads(x.size))
     return np.array(total, dtype=x.dtype)
 
 
@@ -82,15 +86,16 @@ def dot(a, b, torch_threads=None):
     array(11.)
     """
     op = "numnet.dot"
-    a = C.as_host_array(op, "a", a)
-    b = C.as_host_array(op, "b", b)
-    dtype = C.check_dtype(op, a, b)
-    C.check_same_shape(op, a, b)
+    try:
+        a, b = C.read_floats(op, a=a, b=b)
+        C.check_same_shape(op, a, b)
+        threads = _torch_threads(op, torch_threads)
+    except C.INPUT_ERRORS as e:
+        raise e.with_traceback(None)
     flat_a = np.ascontiguousarray(a).reshape(-1)
     flat_b = np.ascontiguousarray(b).reshape(-1)
-    total = K.dot_kernel(flat_a, flat_b, _torch_threads(op, torch_threads),
-                         S.numnet_threads(flat_a.size))
-    return np.array(total, dtype=dtype)
+    total = K.dot_kernel(flat_a, flat_b, threads, S.numnet_threads(flat_a.size))
+    return np.array(total, dtype=a.dtype)
 
 
 def mm(a, b):
@@ -106,10 +111,11 @@ def mm(a, b):
     # of one dtype that fit: a notebook-sized product costs less than the checks would.
     if not (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is b.dtype
             and a.dtype in C.FLOAT_DTYPES and a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]):
-        a = C.as_host_array(op, "mat1", a)
-        b = C.as_host_array(op, "mat2", b)
-        C.check_dtype(op, a, b)
-        C.check_matmul(op, a, b)
+        try:
+            a, b = C.read_floats(op, mat1=a, mat2=b)
+            C.check_matmul(op, a, b)
+        except C.INPUT_ERRORS as e:
+            raise e.with_traceback(None)
     out = np.empty((a.shape[0], b.shape[1]), a.dtype)
     K.mm_kernel(a, b, out, K.product_threads(a.shape[0], a.shape[1], b.shape[1]))
     return out
@@ -123,13 +129,13 @@ def neuron(x, w, b):
     sigmoid (the seed's: bit for bit).
     """
     op = "numnet.neuron"
-    x = C.as_host_array(op, "x", x)
-    w = C.as_host_array(op, "w", w)
-    b = C.as_host_array(op, "b", b)
-    dtype = C.check_dtype(op, x, w, b)
-    C.check_same_shape(op, x, w)
-    C.check_neuron_bias(op, b)
-    out = np.empty(b.shape, dtype)
+    try:
+        x, w, b = C.read_floats(op, x=x, w=w, b=b)
+        C.check_same_shape(op, x, w)
+        C.check_neuron_bias(op, b)
+    except C.INPUT_ERRORS as e:
+        raise e.with_traceback(None)
+    out = np.empty(b.shape, x.dtype)
     K.neuron_kernel(
         np.ascontiguousarray(x).reshape(-1),
         np.ascontiguousarray(w).reshape(-1),
@@ -151,12 +157,12 @@ def linear(x, W, b):
             and x.dtype is W.dtype is b.dtype and x.dtype in C.FLOAT_DTYPES
             and x.ndim == 2 and W.ndim == 2 and x.shape[1] == W.shape[0]
             and b.shape[-1:] == W.shape[1:] and (b.ndim == 1 or b.shape == (1, W.shape[1]))):
-        x = C.as_host_array(op, "x", x)
-        W = C.as_host_array(op, "W", W)
-        b = C.as_host_array(op, "b", b)
-        C.check_dtype(op, x, W, b)
-        C.check_matmul(op, x, W, names=("x", "W"))
-        C.check_bias(op, b, W.shape[1])
+        try:
+            x, W, b = C.read_floats(op, x=x, W=W, b=b)
+            C.check_matmul(op, x, W, names=("x", "W"))
+            C.check_bias(op, b, W.shape[1])
+        except C.INPUT_ERRORS as e:
+            raise e.with_traceback(None)
     out = np.empty((x.shape[0], W.shape[1]), x.dtype)
     K.linear_act_kernel(x, W, b, out, K.IDENTITY, K.product_threads(x.shape[0], *W.shape))
     return out
@@ -210,8 +216,11 @@ def forward(x, layers, hidden="sigmoid", output="sigmoid"):
     if hidden == "sigmoid" and output == "sigmoid":
         hidden_code = output_code = _SIGMOID
     else:
-        hidden_code = C.activation_code("numnet.forward", "hidden", hidden)
-        output_code = C.activation_code("numnet.forward", "output", output)
+        try:
+            hidden_code = C.activation_code("numnet.forward", "hidden", hidden)
+            output_code = C.activation_code("numnet.forward", "output", output)
+        except C.INPUT_ERRORS as e:
+            raise e.with_traceback(None)
     # Fast path: numpy arrays that fit, checked in compiled code (see layers_fit).
     if type(x) is np.ndarray:
         try:
@@ -227,14 +236,17 @@ def forward(x, layers, hidden="sigmoid", output="sigmoid"):
         if done == LARGE:
             return _forward_by_layers(x, pairs, out, hidden_code, output_code)
     op = "numnet.forward"
-    pairs = C.unpack_layers(op, layers)
-    x = C.as_host_array(op, "x", x)
-    pairs = tuple(
-        (C.as_host_array(op, f"layer {i} W", W), C.as_host_array(op, f"layer {i} bias", b))
-        for i, (W, b) in enumerate(pairs, start=1)
-    )
-    C.check_dtype(op, x, *(a for pair in pairs for a in pair))
-    C.check_layers(op, x, pairs)
+    try:
+        pairs = C.unpack_layers(op, layers)
+        x = C.as_host_array(op, "x", x)
+        pairs = tuple(
+            (C.as_host_array(op, f"layer {i} W", W), C.as_host_array(op, f"layer {i} bias", b))
+            for i, (W, b) in enumerate(pairs, start=1)
+        )
+        C.check_dtype(op, x, *(a for pair in pairs for a in pair))
+        C.check_layers(op, x, pairs)
+    except C.INPUT_ERRORS as e:
+        raise e.with_traceback(None)
     out = np.empty((x.shape[0], pairs[-1][0].shape[1]), x.dtype)
     done = _forward_if_fit(x, pairs, out, hidden_code, output_code)
     if done == LARGE:

@@ -1,5 +1,7 @@
 """Every bad input gets a one-line error, raised before any work, naming the op, the
 shapes and the rule. The same cases run for the CUDA ops in tests/test_cuda.py."""
+import os
+
 import numpy as np
 import pytest
 
@@ -173,3 +175,34 @@ def test_a_list_of_floats_is_float64_and_the_mix_says_so():
     assert numnet.sigmoid([-1.0, 0.0, 1.0]).dtype == np.float64
     with pytest.raises(TypeError, match=r"a list or a Python float becomes float64.*np.asarray\(x, np.float32\)"):
         numnet.mm([[1.0, 2.0]], np.ones((2, 1), np.float32))
+
+
+def numnet_frames(exc):
+    """The frames of ``exc``'s traceback that lie in numnet's package."""
+    import traceback
+
+    package = os.path.dirname(numnet.__file__)
+    return [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.startswith(package)]
+
+
+@pytest.mark.parametrize("case", sorted(BAD_INPUTS))
+def test_a_traceback_shows_one_frame_of_numnet(case):
+    """As torch's: the user's line and the message; of numnet's, the public function's
+    line at most (not the frames of numnet._checks)."""
+    call, kinds, _ = BAD_INPUTS[case]
+    with pytest.raises(kinds if isinstance(kinds, type) else kinds[0]) as info:
+        call(numnet)
+    frames = numnet_frames(info.value)
+    assert len(frames) <= 1, [f"{f.filename}:{f.lineno} {f.name}" for f in frames]
+
+
+def test_training_errors_show_one_frame_of_numnet():
+    layers = [(ones(3, 2), ones(2))]
+    for call in (lambda: numnet.loss_and_grads(ones(4, 3), ones(4, 3), layers),
+                 lambda: numnet.SGD(layers, lr=-1.0),
+                 lambda: numnet.SGD(layers, lr=0.1).step([(ones(2, 2), ones(2))]),
+                 lambda: numnet.SGD(layers, lr=0.1).train_step(ones(4, 3), ones(4, 5)),
+                 lambda: numnet.softmax([1, 2])):
+        with pytest.raises((TypeError, ValueError)) as info:
+            call()
+        assert len(numnet_frames(info.value)) <= 1, numnet_frames(info.value)
