@@ -127,7 +127,7 @@ def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="
     hs = [x]
     for i, (W, b) in enumerate(pairs, start=1):
         h = np.empty((n, W.shape[1]), dtype)  # (n, k_i)
-        K.linear_act_kernel(hs[-1], W, b, h, output if i == len(pairs) else hidden, K.product_threads(n, *W.shape))
+        K.linear_act(hs[-1], W, b, h, output if i == len(pairs) else hidden)
         hs.append(h)
     delta = np.empty(hs[-1].shape, dtype)  # dl/dz_L: (n, k_L)
     if loss == MSE:

@@ -295,24 +295,75 @@ def sigmoid_kernel(x, out, threads):
 
 
 @jit
-def dot_kernel(a, b, torch_threads, threads):
-    """sum_i a[i] * b[i] over flat arrays, accumulated in their dtype: each product
-    rounded (no fused multiply-add), then the products summed as torch.sum(a * b) sums
-    them (numnet.sums: torch_threads and threads as sums.sum_kernel takes them)."""
+def _products(a, b):
+    """(1, n): a[i] * b[i] over flat arrays, each product rounded (no fused multiply-add)."""
     products = np.empty(a.shape[0], a.dtype)
     for i in range(a.shape[0]):
         products[i] = a[i] * b[i]
-    return sums.sum_kernel(products.reshape(1, -1), True, torch_threads, threads)
+    return products.reshape(1, -1)
+
+
+@jit
+def dot_kernel(a, b, torch_threads, threads):
+    """sum_i a[i] * b[i] over flat arrays, accumulated in their dtype: the products
+    summed as torch.sum(a * b) sums them (numnet.sums: torch_threads and threads as
+    sums.sum_kernel takes them)."""
+    return sums.sum_kernel(_products(a, b), True, torch_threads, threads)
+
+
+@jit
+def serial_dot_kernel(a, b, torch_threads):
+    """dot_kernel on this thread alone (the same bits; nothing threaded to compile)."""
+    return sums.serial_sum_kernel(_products(a, b), True, torch_threads)
+
+
+@jit
+def small_dot_kernel(a, b):
+    """dot_kernel for fewer than sums.GRAIN values (or one torch thread): the same bits."""
+    return sums.small_sum_kernel(_products(a, b), True)
+
+
+def small_sum(n, torch_threads):
+    """Whether a sum of n values is one torch does not split between threads."""
+    return n < sums.GRAIN or torch_threads == 1
+
+
+# The ops call dot and neuron, which take the twin that compiles least for the size: a
+# learner's first dot product (five values) compiles in a fraction of the time.
+def dot(a, b, torch_threads):
+    """dot_kernel, or a twin with the same bits that compiles less, as its size allows."""
+    if small_sum(a.shape[0], torch_threads):
+        return small_dot_kernel(a, b)
+    threads = sums.numnet_threads(a.shape[0])
+    return serial_dot_kernel(a, b, torch_threads) if threads == 1 else dot_kernel(a, b, torch_threads, threads)
+
+
+def neuron(x, w, b, out, torch_threads):
+    """neuron_kernel, or its twin for a small sum (the same bits)."""
+    if small_sum(x.shape[0], torch_threads):
+        small_neuron_kernel(x, w, b, out)
+    else:
+        neuron_kernel(x, w, b, out, torch_threads)
+
+
+@jit(inline="always")
+def _neuron_out(s, b, out):
+    one = out.dtype.type(1)
+    for i in range(b.shape[0]):
+        out[i] = sigma(s + b[i], one)
+
+
+@jit
+def small_neuron_kernel(x, w, b, out):
+    """neuron_kernel for a sum torch does not split."""
+    _neuron_out(small_dot_kernel(x, w), b, out)
 
 
 @jit
 def neuron_kernel(x, w, b, out, torch_threads):
     """out[i] = sigma(sum_j x[j] * w[j] + b[i]): one neuron, its bias broadcast over out;
     the sum is dot_kernel's, so numnet.neuron is sigmoid(numnet.dot(x, w) + b) bit for bit."""
-    one = x.dtype.type(1)
-    s = dot_kernel(x, w, torch_threads, 1)
-    for i in range(b.shape[0]):
-        out[i] = sigma(s + b[i], one)
+    _neuron_out(serial_dot_kernel(x, w, torch_threads), b, out)
 
 
 # -- the matrix product ---------------------------------------------------------------------
@@ -558,12 +609,14 @@ def sigmoid_threads(n):
     return threads(large=n >= SIGMOID_LARGE) if n > CHUNK else 1
 
 
-@jit(inline="always")
-def loops_suffice(n, k, m):
+def small_product(n, k, m):
     """True when an (n, k) @ (k, m) product is too small for the blocked kernel to pay
     off: fewer multiply-adds than BLOCKED_MIN, or fewer rows than one panel (then the
     plain loops read b once, where packing it would copy all of it for a few rows)."""
     return n < MR or n * k * m < BLOCKED_MIN
+
+
+loops_suffice = jit(inline="always")(small_product)  # the same test, in compiled code
 
 
 @jit
@@ -595,6 +648,48 @@ def linear_act_kernel(x, W, bias, out, act, threads):
     the sum, as torch.addmm does; act = IDENTITY makes this numnet.linear.
     """
     _mm(x, W, _as_strided(bias_row(bias)), out, act, threads)
+
+
+@jit
+def mm_loops_kernel(a, b, out):
+    """mm_kernel for a small product: the plain loops alone (quick to compile)."""
+    _mm_loops(a, b, None, out, IDENTITY)
+
+
+@jit
+def linear_act_loops_kernel(x, W, bias, out, act):
+    """linear_act_kernel for a small product: the plain loops alone (quick to compile)."""
+    _mm_loops(x, W, bias_row(bias), out, act)
+
+
+# The ops call these, not the kernels above: a product small enough for the plain loops
+# then compiles only them. The blocked kernel, threaded and serial, takes most of the
+# compile time (tens of seconds on two cores), and a learner's first products are small.
+def mm(a, b, out):
+    """out = a @ b through the plain loops or the blocked kernel, as its size asks."""
+    n, k, m = a.shape[0], a.shape[1], b.shape[1]
+    if small_product(n, k, m):
+        mm_loops_kernel(a, b, out)
+    else:
+        mm_kernel(a, b, out, product_threads(n, k, m))
+
+
+def linear_act(x, W, bias, out, act):
+    """out = f(x @ W + bias) through the plain loops or the blocked kernel, as mm."""
+    n, k, m = x.shape[0], W.shape[0], W.shape[1]
+    if small_product(n, k, m):
+        linear_act_loops_kernel(x, W, bias, out, act)
+    else:
+        linear_act_kernel(x, W, bias, out, act, product_threads(n, k, m))
+
+
+def sigmoid(x, out):
+    """sigmoid_kernel, or its loop alone when it would run on one thread anyway."""
+    threads = sigmoid_threads(x.shape[0])
+    if threads == 1:
+        _sigmoid_loop(x, out)
+    else:
+        sigmoid_kernel(x, out, threads)
 
 
 @jit

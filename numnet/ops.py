@@ -25,8 +25,7 @@ def sigmoid(x):
         except C.INPUT_ERRORS as e:
             raise e.with_traceback(None)  # from here: C.INPUT_ERRORS says why
     out = np.empty(x.shape, x.dtype)
-    K.sigmoid_kernel(x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1),
-                     out.reshape(-1), K.sigmoid_threads(x.size))
+    K.sigmoid(x.reshape(-1) if x.flags.c_contiguous else np.ascontiguousarray(x).reshape(-1), out.reshape(-1))
     return out
 
 
@@ -59,7 +58,7 @@ def sum(x, torch_threads=None):
     except C.INPUT_ERRORS as e:
         raise e.with_traceback(None)
     rows, vectorised = S.order_rows(x)
-    total = S.sum_kernel(rows, vectorised, threads, S.numnet_threads(x.size))
+    total = S.total(rows, vectorised, threads)
     return np.array(total, dtype=x.dtype)
 
 
@@ -94,7 +93,7 @@ def dot(a, b, torch_threads=None):
         raise e.with_traceback(None)
     flat_a = np.ascontiguousarray(a).reshape(-1)
     flat_b = np.ascontiguousarray(b).reshape(-1)
-    total = K.dot_kernel(flat_a, flat_b, threads, S.numnet_threads(flat_a.size))
+    total = K.dot(flat_a, flat_b, threads)
     return np.array(total, dtype=a.dtype)
 
 
@@ -117,7 +116,7 @@ def mm(a, b):
         except C.INPUT_ERRORS as e:
             raise e.with_traceback(None)
     out = np.empty((a.shape[0], b.shape[1]), a.dtype)
-    K.mm_kernel(a, b, out, K.product_threads(a.shape[0], a.shape[1], b.shape[1]))
+    K.mm(a, b, out)
     return out
 
 
@@ -136,7 +135,7 @@ def neuron(x, w, b):
     except C.INPUT_ERRORS as e:
         raise e.with_traceback(None)
     out = np.empty(b.shape, x.dtype)
-    K.neuron_kernel(
+    K.neuron(
         np.ascontiguousarray(x).reshape(-1),
         np.ascontiguousarray(w).reshape(-1),
         np.ascontiguousarray(b).reshape(-1),
@@ -164,7 +163,7 @@ def linear(x, W, b):
         except C.INPUT_ERRORS as e:
             raise e.with_traceback(None)
     out = np.empty((x.shape[0], W.shape[1]), x.dtype)
-    K.linear_act_kernel(x, W, b, out, K.IDENTITY, K.product_threads(x.shape[0], *W.shape))
+    K.linear_act(x, W, b, out, K.IDENTITY)
     return out
 
 
@@ -196,7 +195,7 @@ def _forward_by_layers(x, pairs, out, hidden, output):
     for i, (W, b) in enumerate(pairs, start=1):
         last = i == len(pairs)
         h_next = out if last else np.empty((x.shape[0], W.shape[1]), x.dtype)  # (n, k_i)
-        K.linear_act_kernel(h, W, b, h_next, output if last else hidden, K.product_threads(len(x), *W.shape))
+        K.linear_act(h, W, b, h_next, output if last else hidden)
         h = h_next
     return out
 

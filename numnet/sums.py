@@ -339,21 +339,53 @@ _chunk_sums_serial = jit(_chunk_sums)
 
 
 @jit
-def sum_kernel(rows, vectorised, torch_threads, threads):
+def serial_sum_kernel(rows, vectorised, torch_threads):
     """The sum of every value of rows: (R, L), C-contiguous, each row one of torch's rows
     (R = 1 for a contiguous array), in the order torch.sum gives with ``torch_threads``
-    threads. ``threads``: how many threads numnet may use (numnet._jit.threads)."""
+    threads, computed on this thread."""
     n = rows.size
     if n < GRAIN or torch_threads == 1:
         return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
     chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
-    if threads > 1 and chunks > 1:
-        _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
-    else:
-        _chunk_sums_serial(rows, partial, chunks, size, vectorised)
-    # The second pass: 0 + the T-long buffer of chunk sums, summed as a contiguous row.
-    return rows.dtype.type(0) + row_sum(partial, 0, partial.shape[0], True)
+    _chunk_sums_serial(rows, partial, chunks, size, vectorised)
+    return _fold(partial)
+
+
+@jit
+def _fold(partial):
+    """The second pass: 0 + the T-long buffer of chunk sums, summed as a contiguous row."""
+    return partial.dtype.type(0) + row_sum(partial, 0, partial.shape[0], True)
+
+
+@jit
+def sum_kernel(rows, vectorised, torch_threads, threads):
+    """serial_sum_kernel's sum, torch's chunks on numnet's ``threads`` threads
+    (numnet._jit.threads) when there are several: the same bits."""
+    chunks, size = _chunk_bounds(rows.size, torch_threads)
+    if threads == 1 or chunks == 1:
+        return serial_sum_kernel(rows, vectorised, torch_threads)
+    partial = np.zeros(torch_threads, rows.dtype)
+    _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
+    return _fold(partial)
+
+
+@jit
+def small_sum_kernel(rows, vectorised):
+    """serial_sum_kernel for a sum torch does not split (fewer than GRAIN values, or one
+    torch thread): a small sum then compiles only this (a few seconds less on a first run)."""
+    return rows.dtype.type(0) + _range_sum(rows, 0, rows.size, vectorised)
+
+
+def total(rows, vectorised, torch_threads):
+    """sum_kernel, or a twin that compiles less when numnet would not use threads for
+    it: the same bits."""
+    if rows.size < GRAIN or torch_threads == 1:
+        return small_sum_kernel(rows, vectorised)
+    threads = numnet_threads(rows.size)
+    if threads == 1:
+        return serial_sum_kernel(rows, vectorised, torch_threads)
+    return sum_kernel(rows, vectorised, torch_threads, threads)
 
 
 def numnet_threads(n):
