@@ -3,7 +3,9 @@ and the IEEE bits of a float. One copy here, for numnet.kernels, numnet.random a
 numnet.backward_kernels."""
 from llvmlite import ir
 from numba import types
+from numba.core import cgutils
 from numba.extending import intrinsic
+from numba.np.arrayobj import make_array, populate_array
 
 # float32 <-> int32 (numnet.random's Cephes log), float64 <-> uint64 (numnet.kernels' expf)
 _BITS = {types.float32: (types.int32, ir.IntType(32)), types.float64: (types.uint64, ir.IntType(64))}
@@ -74,3 +76,23 @@ def no_inline(typingctx):
         return context.get_dummy_value()
 
     return types.none(), codegen
+
+
+def stack_matrix(dtype, rows, cols):
+    """An intrinsic's (signature result type, codegen) for a (rows, cols) C-ordered array
+    of ``dtype`` on the stack of the calling function. Unlike np.empty (the heap, behind a
+    pointer LLVM cannot see through) a stack array indexed only by constants is split by
+    LLVM into separate values (SROA): kept in registers, as the kernels' accumulators."""
+    matrix = types.Array(dtype, 2, "C")
+
+    def codegen(context, builder, sig, args):
+        item = context.get_data_type(dtype)
+        size = context.get_abi_sizeof(item)
+        data = cgutils.alloca_once(builder, item, size=rows * cols)  # in the entry block
+        array = make_array(matrix)(context, builder)
+        intp = context.get_value_type(types.intp)
+        populate_array(array, data=data, shape=[intp(rows), intp(cols)],
+                       strides=[intp(cols * size), intp(size)], itemsize=intp(size), meminfo=None)
+        return array._getvalue()
+
+    return matrix, codegen

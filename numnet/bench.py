@@ -366,18 +366,6 @@ def cuda_cases(torch, quick):
         calls = {"numnet": lambda: launch(xd, out), "torch": lambda: torch.sigmoid(x, out=y)}
         return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
 
-    def sum_case(n):
-        """numnet.sum: torch.sum's order, so its bits are torch's (the check is exact)."""
-        x = randn(n)
-        t = torch.from_numpy(x)
-        calls = {"numnet": lambda: numnet.sum(x), "numpy": lambda: np.sum(x), "torch": lambda: torch.sum(t)}
-
-        def exact():
-            ours = numnet.sum(x, torch_threads=torch.get_num_threads())
-            return None if ours.tobytes() == torch.sum(t).numpy().tobytes() else "not torch.sum's bits"
-
-        return _case("sum", _count(n), 4 * n, "GB/s", calls, exact)
-
     def dot(n):
         a, b = randn(n), randn(n)
         calls = {"numnet": lambda: numnet.cuda.dot(a, b), "torch": lambda: torch.dot(a, b)}

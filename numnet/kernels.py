@@ -66,14 +66,12 @@ e^x is the C library's exp.
 import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import config, literal_unroll, prange, types
-from numba.core import cgutils
 from numba.core.imputils import impl_ret_borrowed
 from numba.extending import intrinsic, overload
-from numba.np.arrayobj import make_array, populate_array
 
 from numnet import sums
 from numnet._jit import jit, threads
-from numnet._llvm import float_bits, float_from_bits, fma, no_inline, prefer_vector_bits
+from numnet._llvm import float_bits, float_from_bits, fma, no_inline, prefer_vector_bits, stack_matrix
 
 # -- LLVM primitives -------------------------------------------------------------------
 
@@ -142,28 +140,12 @@ def tile_columns(dtype):
 
 @intrinsic
 def _register_tile(typingctx, like):
-    """An (MR, NR) C-ordered array of like's dtype, on the stack of the calling function.
-
-    Unlike np.empty (the heap, behind a pointer LLVM cannot see through) a stack array
-    indexed only by constants is split by LLVM into separate values (SROA), i.e. kept
-    in registers: this is how the micro-kernel's accumulators stay in vector registers.
-    """
+    """An (MR, NR) C-ordered array of like's dtype, on the stack of the calling function
+    (numnet._llvm.stack_matrix): how the micro-kernel's accumulators stay in vector
+    registers."""
     if not isinstance(like, types.Array):
         return None
-    dtype = like.dtype
-    nr = TILE_BYTES // (dtype.bitwidth // 8)
-    tile = types.Array(dtype, 2, "C")
-
-    def codegen(context, builder, sig, args):
-        item = context.get_data_type(dtype)
-        size = context.get_abi_sizeof(item)
-        data = cgutils.alloca_once(builder, item, size=MR * nr)  # in the entry block
-        array = make_array(tile)(context, builder)
-        intp = context.get_value_type(types.intp)
-        populate_array(array, data=data, shape=[intp(MR), intp(nr)],
-                       strides=[intp(nr * size), intp(size)], itemsize=intp(size), meminfo=None)
-        return array._getvalue()
-
+    tile, codegen = stack_matrix(like.dtype, MR, TILE_BYTES // (like.dtype.bitwidth // 8))
     return tile(like), codegen
 
 

@@ -64,10 +64,9 @@ import platform
 
 import numpy as np
 from numba import prange, types
-from numba.core import cgutils
 from numba.extending import intrinsic, overload
-from numba.np.arrayobj import make_array, populate_array
 
+from numnet._llvm import stack_matrix
 from numnet._jit import jit, threads
 
 LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
@@ -190,6 +189,15 @@ def _ceil_log2(n):
 
 
 @jit(inline="always")
+def _add_row(x, start, width, acc):
+    """acc[0, k] += x[start + k] for k < width. The row is read through a slice indexed
+    from 0: numba then needs no check for negative indices."""
+    row = x[start:start + width]
+    for k in range(width):
+        acc[0, k] += row[k]
+
+
+@jit(inline="always")
 def _multi_row_sum(x, lo, rows, width, acc):
     """acc[0, k] = sum_r x[lo + r * width + k], r = 0 .. rows-1, k < width, in four levels.
 
@@ -201,13 +209,9 @@ def _multi_row_sum(x, lo, rows, width, acc):
     step = 1 << power
     mask = step - 1
     i = 0
-    # Each row is read through a slice indexed from 0: numba then needs no check for
-    # negative indices, and LLVM turns the loop over k into whole-vector adds.
     while i + step <= rows:
         for _ in range(step):
-            row = x[lo + i * width:lo + (i + 1) * width]
-            for k in range(width):
-                acc[0, k] += row[k]
+            _add_row(x, lo + i * width, width, acc)
             i += 1
         for j in range(1, LEVELS):
             for k in range(width):
@@ -216,9 +220,7 @@ def _multi_row_sum(x, lo, rows, width, acc):
             if i & (mask << (j * power)) != 0:
                 break
     while i < rows:
-        row = x[lo + i * width:lo + (i + 1) * width]
-        for k in range(width):
-            acc[0, k] += row[k]
+        _add_row(x, lo + i * width, width, acc)
         i += 1
     for j in range(1, LEVELS):
         for k in range(width):
@@ -237,25 +239,14 @@ def _lanes_impl(x):
 
 @intrinsic
 def _levels(typingctx, like):
-    """A (LEVELS, ACCUMULATORS * V) C-ordered array of like's dtype on the stack: the
-    accumulators, which LLVM keeps in vector registers (their indices are constants once
-    the loops over them are unrolled), where a heap array would go to memory every row."""
+    """A (LEVELS, ACCUMULATORS * V) C-ordered array of like's dtype on the stack
+    (numnet._llvm.stack_matrix): the accumulators, which LLVM keeps in vector registers
+    (their indices are constants once the loops over them are unrolled), where a heap
+    array would go to memory every row."""
     if not isinstance(like, types.Array):
         return None
-    dtype = like.dtype
-    width = ACCUMULATORS * LANE_BYTES // (dtype.bitwidth // 8)
-    levels = types.Array(dtype, 2, "C")
-
-    def codegen(context, builder, sig, args):
-        item = context.get_data_type(dtype)
-        size = context.get_abi_sizeof(item)
-        data = cgutils.alloca_once(builder, item, size=LEVELS * width)
-        array = make_array(levels)(context, builder)
-        intp = context.get_value_type(types.intp)
-        populate_array(array, data=data, shape=[intp(LEVELS), intp(width)],
-                       strides=[intp(width * size), intp(size)], itemsize=intp(size), meminfo=None)
-        return array._getvalue()
-
+    width = ACCUMULATORS * LANE_BYTES // (like.dtype.bitwidth // 8)
+    levels, codegen = stack_matrix(like.dtype, LEVELS, width)
     return levels(like), codegen
 
 
