@@ -306,7 +306,8 @@ def small_dot_kernel(a, b):
 
 
 def small_sum(n, torch_threads):
-    """Whether a sum of n values is one torch does not split between threads."""
+    """Whether a sum of n values is one torch does not split between threads (with
+    ``torch_threads``; None: torch's own count, read only when it matters)."""
     return n < sums.GRAIN or torch_threads == 1
 
 
@@ -316,6 +317,7 @@ def dot(a, b, torch_threads):
     """dot_kernel, or a twin with the same bits that compiles less, as its size allows."""
     if small_sum(a.shape[0], torch_threads):
         return small_dot_kernel(a, b)
+    torch_threads = torch_threads or sums.torch_threads()
     threads = sums.numnet_threads(a.shape[0])
     return serial_dot_kernel(a, b, torch_threads) if threads == 1 else dot_kernel(a, b, torch_threads, threads)
 
@@ -325,7 +327,7 @@ def neuron(x, w, b, out, torch_threads):
     if small_sum(x.shape[0], torch_threads):
         small_neuron_kernel(x, w, b, out)
     else:
-        neuron_kernel(x, w, b, out, torch_threads)
+        neuron_kernel(x, w, b, out, torch_threads or sums.torch_threads())
 
 
 @jit(inline="always")

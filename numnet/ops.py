@@ -30,8 +30,10 @@ def sigmoid(x):
 
 
 def _torch_threads(op, torch_threads):
+    """A checked torch_threads argument; None stays None (torch's own count, which the
+    kernels read only for a sum long enough to be split: it costs a microsecond)."""
     if torch_threads is None:
-        return S.torch_threads()
+        return None
     if isinstance(torch_threads, bool) or not isinstance(torch_threads, (int, np.integer)) or torch_threads < 1:
         raise ValueError(f"{op}: torch_threads must be a positive int or None, got {torch_threads!r}")
     return int(torch_threads)
@@ -140,7 +142,7 @@ def neuron(x, w, b):
         np.ascontiguousarray(w).reshape(-1),
         np.ascontiguousarray(b).reshape(-1),
         out.reshape(-1),
-        S.torch_threads(),
+        None,
     )
     return out
 

@@ -137,8 +137,11 @@ def _physical_cores():
 
 
 def _env_threads(name, default):
+    text = os.environ.get(name)
+    if not text:  # the usual case, without an exception to raise (numnet.dot is microseconds)
+        return default
     try:
-        value = int(os.environ.get(name, ""))
+        value = int(text)
     except ValueError:
         return default
     return value if value > 0 else default
@@ -368,15 +371,17 @@ def small_sum_kernel(rows, vectorised):
     return rows.dtype.type(0) + _range_sum(rows, 0, rows.size, vectorised)
 
 
-def total(rows, vectorised, torch_threads):
+def total(rows, vectorised, count=None):
     """sum_kernel, or a twin that compiles less when numnet would not use threads for
-    it: the same bits."""
-    if rows.size < GRAIN or torch_threads == 1:
+    it: the same bits. count: torch's thread count (None: torch_threads(), read only for
+    a sum long enough to be split)."""
+    if rows.size < GRAIN or count == 1:
         return small_sum_kernel(rows, vectorised)
+    count = count or torch_threads()
     threads = numnet_threads(rows.size)
     if threads == 1:
-        return serial_sum_kernel(rows, vectorised, torch_threads)
-    return sum_kernel(rows, vectorised, torch_threads, threads)
+        return serial_sum_kernel(rows, vectorised, count)
+    return sum_kernel(rows, vectorised, count, threads)
 
 
 def numnet_threads(n):
