@@ -9,8 +9,8 @@ products) is ``s = 0; s = fma(a[i, p], b[p, j], s)`` for p = 0, 1, ..., k-1: one
 multiply-add per term, rounded once (numnet._llvm.fma, llvm.fma: a vfmadd where the CPU
 has FMA, the C library's fma where it has not: the same bits, slower), then ``+ bias``
 (one rounding), then the activation. dot keeps its own definition (each product rounded,
-then summed in torch.sum's order: numnet/sums.py). No fastmath flag is set anywhere in this file, so LLVM contracts nothing
-else; the other explicit ``fma`` calls are inside expf, as in glibc. The notebook's
+then summed in torch.sum's order: numnet/sums.py). No fastmath flag is set anywhere in
+this file, so LLVM contracts nothing else; the other explicit ``fma`` calls are inside expf, as in glibc. The notebook's
 products give the same bits fused or unfused, so its outputs equal torch's bit for bit.
 The order does not depend on the size, the memory layout or the number of threads:
 large products run through the blocked kernel below, on every core, but each output
@@ -305,17 +305,11 @@ def small_dot_kernel(a, b):
     return sums.small_sum_kernel(_products(a, b), True)
 
 
-def small_sum(n, torch_threads):
-    """Whether a sum of n values is one torch does not split between threads (with
-    ``torch_threads``; None: torch's own count, read only when it matters)."""
-    return n < sums.GRAIN or torch_threads == 1
-
-
 # The ops call dot and neuron, which take the twin that compiles least for the size: a
 # learner's first dot product (five values) compiles in a fraction of the time.
 def dot(a, b, torch_threads):
     """dot_kernel, or a twin with the same bits that compiles less, as its size allows."""
-    if small_sum(a.shape[0], torch_threads):
+    if sums.unsplit(a.shape[0], torch_threads):
         return small_dot_kernel(a, b)
     torch_threads = torch_threads or sums.torch_threads()
     threads = sums.numnet_threads(a.shape[0])
@@ -324,7 +318,7 @@ def dot(a, b, torch_threads):
 
 def neuron(x, w, b, out, torch_threads):
     """neuron_kernel, or its twin for a small sum (the same bits)."""
-    if small_sum(x.shape[0], torch_threads):
+    if sums.unsplit(x.shape[0], torch_threads):
         small_neuron_kernel(x, w, b, out)
     else:
         neuron_kernel(x, w, b, out, torch_threads or sums.torch_threads())

@@ -371,11 +371,17 @@ def small_sum_kernel(rows, vectorised):
     return rows.dtype.type(0) + _range_sum(rows, 0, rows.size, vectorised)
 
 
+def unsplit(n, count):
+    """Whether torch sums n values on one thread, whatever its count (None: torch's own,
+    read only when it matters): fewer than GRAIN, or a count of one."""
+    return n < GRAIN or count == 1
+
+
 def total(rows, vectorised, count=None):
     """sum_kernel, or a twin that compiles less when numnet would not use threads for
     it: the same bits. count: torch's thread count (None: torch_threads(), read only for
     a sum long enough to be split)."""
-    if rows.size < GRAIN or count == 1:
+    if unsplit(rows.size, count):
         return small_sum_kernel(rows, vectorised)
     count = count or torch_threads()
     threads = numnet_threads(rows.size)
