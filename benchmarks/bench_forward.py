@@ -2,7 +2,7 @@
 
 Run: python -m benchmarks.bench_forward  (needs torch: pip install -e '.[test]')
 
-Timed by numnet.bench.measure, as every row of ``numnet bench``: each repeat times a
+Timed by numnet.commands.bench.measure, as every row of ``numnet bench``: each repeat times a
 block of calls of numnet, then of each other, interleaved in the same process, and
 records each one's ratio to numnet; the median ratio over the repeats is reported, so
 that a noisy neighbour slowing one block shifts one ratio, not the result.
@@ -22,7 +22,7 @@ def main(argv=None):
     import torch
 
     import numnet
-    from numnet import bench
+    from numnet.commands import bench
 
     x, tlayers = bench.notebook_network(torch)
     (W1, B1), (W2, B2) = tlayers

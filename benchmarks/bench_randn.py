@@ -2,7 +2,7 @@
 
 Prints the median over interleaved repeats of each one's time for one call, and the
 ratio torch_time / numnet_time (>= 1 means numnet is at least as fast). Needs torch.
-Timed by numnet.bench.measure, as every row of ``numnet bench``.
+Timed by numnet.commands.bench.measure, as every row of ``numnet bench``.
 
     python benchmarks/bench_randn.py [--n 1000000] [--repeats 31] [--dtype float32]
 """
@@ -22,7 +22,7 @@ def main(argv=None):
     import torch
 
     import numnet.random as nr
-    from numnet import bench
+    from numnet.commands import bench
 
     np_dtype, torch_dtype = np.dtype(args.dtype), getattr(torch, args.dtype)
     ours = lambda: nr.randn(args.n, dtype=np_dtype)  # noqa: E731

@@ -39,7 +39,7 @@ def main():
     busy = "--busy" in sys.argv
     spinner = None
     if busy:
-        from numnet.bench import start_busy_core
+        from numnet.commands.bench import start_busy_core
 
         spinner = start_busy_core()
     rng = np.random.default_rng(0)

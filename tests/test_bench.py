@@ -9,8 +9,8 @@ import sys
 
 import pytest
 
-from numnet import bench
-from numnet.__main__ import main
+from numnet.commands import bench
+from numnet.commands.cli import main
 
 
 def test_quick_bench_writes_json_and_plot(tmp_path, capsys):
@@ -130,7 +130,7 @@ def test_each_block_starts_warm():
 
 
 def test_compare_lists_rows_more_than_ten_percent_slower():
-    from numnet import bench
+    from numnet.commands import bench
 
     def result(*times):
         return {"rows": [{"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}}

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from numnet.__main__ import main
+from numnet.commands.cli import main
 
 # The notebook's outputs as torch 2.13 prints them (the seed notebook shows the same
 # numbers; current torch drops the leading space of 'tensor([[ 0.1595]])').
@@ -63,7 +63,7 @@ def test_help(args, capsys):
 
 
 def test_parity_without_torch_says_how_to_install_it():
-    code = "import sys; sys.modules['torch'] = None; from numnet.__main__ import main; sys.exit(main(['parity']))"
+    code = "import sys; sys.modules['torch'] = None; from numnet.commands.cli import main; sys.exit(main(['parity']))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2
     assert done.stdout.strip() == "numnet parity needs torch: pip install 'numnet[test]' (or pip install torch==2.13.0 rich)"

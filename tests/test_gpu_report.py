@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import numnet.cuda
-from numnet import gpu_report as R
+from numnet.commands import gpu_report as R
 
 SIMULATED = numnet.cuda.on_simulator()
 

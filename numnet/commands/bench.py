@@ -28,7 +28,7 @@ A ratio is the competitor's time divided by numnet's: above 1, numnet is faster.
 (GFLOP/s, GB/s) are numnet's own, from its median time.
 
 The same code runs as ``python -m benchmarks.bench_all``; ``main(args)`` takes the
-arguments that ``numnet bench`` declares (numnet/__main__.py). torch, rich (the table
+arguments that ``numnet bench`` declares (numnet/commands/cli.py). torch, rich (the table
 and progress bar) and matplotlib (``--plot``) are imported only when needed.
 """
 import json
@@ -297,7 +297,7 @@ def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
     cross_entropy, backward, optimizer.step. check() compares the two first losses.
     """
     import numnet
-    from numnet.train import init_layers
+    from numnet.commands.train import init_layers
 
     layers = init_layers(widths, seed=0)
     model = torch.nn.Sequential(*[m for W, b in layers for m in (torch.nn.Linear(*W.shape), torch.nn.ReLU())][:-1])
@@ -667,7 +667,7 @@ def cpu_slug(name=None):
     return re.sub(r"[^a-z0-9]+", "-", (name or _cpu_name()).lower()).strip("-") or "unknown-cpu"
 
 
-RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
+RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks", "results")
 
 
 def compare(fresh, kept, slower=0.10):

@@ -1,4 +1,5 @@
-"""The ``numnet`` command (also ``python -m numnet``).
+"""The ``numnet`` command (also ``python -m numnet``): its argument parser, and which
+module of numnet/commands/ runs each subcommand.
 
     numnet                         the notebook, cell by cell (same as `numnet walkthrough`)
     numnet walkthrough [--device cpu|cuda]
@@ -40,7 +41,7 @@ def build_parser():
                         help="which path to check; 'all' runs every path that can run here (default)")
     parity.add_argument("--seed", type=int, default=0, help="seed of the random cases (default: 0)")
 
-    # -- bench (numnet/bench.py) --
+    # -- bench (numnet/commands/bench.py) --
     bench = commands.add_parser(
         "bench",
         help="numnet against numpy and torch, op by op, as speed ratios (needs torch)",
@@ -61,7 +62,7 @@ def build_parser():
                        help="which path to time; 'all' times every path that can run here (default)")
     # -- end bench --
 
-    # -- train (numnet/train.py) --
+    # -- train (numnet/commands/train.py) --
     def _positive(text):
         if not text.isdigit() or int(text) < 1:
             raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}")
@@ -108,7 +109,7 @@ def build_parser():
                        help="numnet's CPU kernels or numnet.cuda (default: cpu)")
     # -- end train --
 
-    # -- gpu-report (numnet/gpu_report.py) --
+    # -- gpu-report (numnet/commands/gpu_report.py) --
     report = commands.add_parser(
         "gpu-report",
         help="every numnet.cuda op on this machine's GPU: correct against the CPU and torch, how fast",
@@ -130,64 +131,33 @@ def build_parser():
     return parser
 
 
-def _megabytes(size):
-    return f"{size / 1e6:.1f} MB"
-
-
-def cache_command(clear):
-    """``numnet cache [--clear]``."""
-    from numnet import _jit
-
-    if clear:
-        print(f"numnet cache: removed {_megabytes(_jit.clear_cache())}")
-        return 0
-    tags, (legacy, legacy_size, legacy_files) = _jit.cache_report()
-    for folder, why in _jit.PASSED_OVER:
-        print(f"passed over {folder}: {why}" if folder else f"passed over: {why}")
-    if _jit.CACHE_ROOT is None:
-        print("numnet cache: no folder numnet trusts and can write; numnet runs without a cache")
-    else:
-        print(f"folder   {_jit.CACHE_ROOT}")
-        print(f"         {_jit.describe_folder(_jit.CACHE_ROOT)}")
-        print("         (the first of $NUMNET_CACHE_DIR, $NUMBA_CACHE_DIR/numnet, ~/.cache/numnet and "
-              "a temp folder that numnet trusts and can write)")
-        if not any(current for *_, current in tags):
-            print(f"current  {_jit.CACHE_TAG}: empty (nothing compiled yet)")
-        for path, size, files, current in tags:
-            label = "current" if current else "older"
-            print(f"{label:<8} {path.name}: {_megabytes(size)} in {files} files, {_jit.describe_folder(path)}")
-        print(f"total    {_megabytes(sum(size for _, size, _, _ in tags))}")
-    if legacy_files:
-        print(f"left by an older numnet beside its sources: {_megabytes(legacy_size)} in {legacy_files} files "
-              "(numnet cache --clear removes them)")
-    return 0
-
-
 def main(argv=None):
     args = build_parser().parse_args(argv)
     if args.command in (None, "walkthrough"):
-        from numnet.walkthrough import run
+        from numnet.commands.walkthrough import run
 
         run(device=getattr(args, "device", "cpu"))
         return 0
     if args.command == "parity":
-        from numnet.parity import run
+        from numnet.commands.parity import run
 
         return run(device=args.device, seed=args.seed)
     if args.command == "bench":
-        from numnet.bench import main as bench_main
+        from numnet.commands.bench import main as bench_main
 
         return bench_main(args)
     if args.command == "train":
-        from numnet.train import main as train_main
+        from numnet.commands.train import main as train_main
 
         return train_main(args)
     if args.command == "gpu-report":
-        from numnet.gpu_report import main as gpu_report_main
+        from numnet.commands.gpu_report import main as gpu_report_main
 
         return gpu_report_main(args)
     if args.command == "cache":
-        return cache_command(args.clear)
+        from numnet.commands.cache import run as cache_run
+
+        return cache_run(args.clear)
     return 2
 
 

@@ -36,7 +36,7 @@ import numpy as np
 
 import numnet
 from numnet import testing
-from numnet.bench import _seconds
+from numnet.commands.bench import _seconds
 
 # n for the elementwise ops, shapes for the others: (n, k, m) linear, (n, widths...)
 # forward and loss_and_grads, (rows, columns) softmax, (widths...) the SGD step's network.
@@ -141,7 +141,7 @@ def _references(torch):
     """Float64 matmul and sigmoid for the tolerances' scales (numnet.testing.op_tolerance):
     torch's on the CPU when torch is here, else numnet's own CPU kernels in float64."""
     if torch is not None:
-        from numnet.parity import torch_references
+        from numnet.commands.parity import torch_references
 
         return torch_references(torch)
     return (lambda a, b: numnet.mm(np.asarray(a, np.float64), np.asarray(b, np.float64)),
@@ -419,7 +419,7 @@ def run_case(case, refs, sync, repeats, block_seconds, peaks):
 def train_row(gpu):
     """``numnet train --device cuda``'s defaults on the digits: the final test accuracy."""
     from numnet.data import load_digits
-    from numnet.train import fit, init_layers
+    from numnet.commands.train import fit, init_layers
 
     data = load_digits(test_fraction=0.2, seed=0)
     layers = init_layers([data[0].shape[1], 64, 10], seed=0)
