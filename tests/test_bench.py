@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from numnet.commands import bench
+from numnet.commands import bench, timing
 from numnet.commands.cli import main
 
 
@@ -51,12 +51,12 @@ def test_without_torch_it_says_how_to_install_it(monkeypatch, capsys):
 
 def test_measure_interleaves_and_reports_ratios_to_numnet():
     calls = {"numnet": lambda: sum(range(100)), "other": lambda: sum(range(300))}
-    timing = bench.measure(calls, repeats=3, block_seconds=0.001, settle={})
-    assert set(timing["times"]) == {"numnet", "other"}
-    assert all(len(t) == 3 for t in timing["times"].values())
-    assert timing["ratios"]["numnet"] == [1.0, 1.0, 1.0]
-    assert [round(r, 9) for r in timing["ratios"]["other"]] == [
-        round(o / n, 9) for o, n in zip(timing["times"]["other"], timing["times"]["numnet"])]
+    result = timing.measure(calls, repeats=3, block_seconds=0.001, settle={})
+    assert set(result["times"]) == {"numnet", "other"}
+    assert all(len(t) == 3 for t in result["times"].values())
+    assert result["ratios"]["numnet"] == [1.0, 1.0, 1.0]
+    assert [round(r, 9) for r in result["ratios"]["other"]] == [
+        round(o / n, 9) for o, n in zip(result["times"]["other"], result["times"]["numnet"])]
 
 
 def test_targets_read_the_rows():
@@ -106,9 +106,12 @@ def test_worst_calls_sees_a_stall():
 def test_a_stall_marks_the_ratio_noisy():
     """A competitor that stalls in some repeats (a wake-up, a neighbour) gets its median
     from the others, and the row says its ratio is noisy."""
-    assert bench.spread([1.0, 1.0, 1.0, 1.0]) == 0.0
-    assert bench.spread([1.0, 1.0, 30.0, 1.0, 30.0]) > bench.NOISY
-    assert bench.spread([1.0, 1.05, 0.97, 1.02, 1.0]) < bench.NOISY
+    assert timing.spread([1.0, 1.0, 1.0, 1.0]) == 0.0
+    assert timing.spread([1.0, 1.0, 30.0, 1.0, 30.0]) > timing.NOISY
+    assert timing.spread([1.0, 1.05, 0.97, 1.02, 1.0]) < timing.NOISY
+    row = timing.medians({"times": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]},
+                          "ratios": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]}})
+    assert row["noisy"] == ["other"] and row["median_ratio"]["other"] == 1.0
 
 
 def test_each_block_starts_warm():
@@ -124,14 +127,12 @@ def test_each_block_starts_warm():
             time.sleep(0.003)
         last["at"] = time.perf_counter()
 
-    timing = bench.measure({"numnet": lambda: None, "other": wakes_slowly}, repeats=5, block_seconds=0.0002,
+    result = timing.measure({"numnet": lambda: None, "other": wakes_slowly}, repeats=5, block_seconds=0.0002,
                            settle={"numnet": 0.01, "other": 0.01})
-    assert max(timing["times"]["other"]) < 0.002, timing["times"]["other"]
+    assert max(result["times"]["other"]) < 0.002, result["times"]["other"]
 
 
 def test_compare_lists_rows_more_than_ten_percent_slower():
-    from numnet.commands import bench
-
     def result(*times):
         return {"rows": [{"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}}
                          for i, t in enumerate(times)]}

@@ -9,20 +9,11 @@ Every figure is measured the same way, side by side in this one process:
 - before timing, each is called until it has compiled and warmed its caches, and the
   results are compared (a competitor that computes something else is not timed: the
   row says MISMATCH and the command exits 1);
-- a *block* is as many back-to-back calls as fill about ``block_seconds``; a *repeat*
-  times one block of each competitor, in an order that rotates from repeat to repeat,
-  and records each one's time per call and its ratio to numnet's time in that repeat.
-  The table shows medians over the repeats: a noisy neighbour that slows one block
-  shifts one ratio, not the median;
-- the process sleeps between blocks until the previous library's worker threads have
-  gone to sleep: after a threaded call OpenBLAS (numpy) keeps a core spinning for about
-  100 ms, torch's and numba's OpenMP threads for about 10 ms, and that core would be
-  taken from the next competitor;
-- so each block starts with one untimed call: it wakes the competitor's sleeping worker
-  threads (milliseconds on a virtual machine: a 64x64 product timed with its wake-up took
-  hundreds of times its real time), and the block times the op, not the wake-up;
-- a ratio whose repeats spread widely (their interquartile range more than NOISY of
-  their median) is marked noisy: a figure to measure again, not to quote.
+- the competitors are timed side by side by numnet/commands/timing.py (the same core
+  as ``numnet gpu-report``): medians of interleaved repeats of blocks of calls, the order
+  rotating, each block started warm, with settling pauses between blocks so that one
+  library's spinning threads do not slow the next (``SETTLE``); a ratio whose repeats
+  spread widely is marked noisy.
 
 A ratio is the competitor's time divided by numnet's: above 1, numnet is faster. Rates
 (GFLOP/s, GB/s) are numnet's own, from its median time.
@@ -35,11 +26,13 @@ import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 
 import numpy as np
+
+from numnet.commands import timing
+from numnet.commands.timing import NOISE_NOTE, SETTLE, count, measure, medians, rate, seconds
 
 # The targets: (device, op, size, competitor, minimum ratio). For the
 # GPU sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
@@ -61,14 +54,6 @@ TARGETS = [
     ("cuda", "mm", "4096x4096 @ 4096x4096", "torch", 0.5),
     ("cuda", "sigmoid kernel", "10^8", "bandwidth", 0.7),
 ]
-
-# Seconds to sleep after a competitor's block, so that its spinning threads do not
-# slow down the next one (see the module docstring).
-SETTLE = {"numpy": 0.12, "torch": 0.015, "numnet": 0.015}
-
-# A ratio is noisy when the interquartile range of its repeats exceeds this fraction of
-# their median.
-NOISY = 0.25
 
 INSTALL_HINT = ("numnet bench: needs torch to compare against; install the test extra: "
                 "pip install -e '.[test]' (torch==2.13.0, the CPU build)")
@@ -118,12 +103,6 @@ def _sizes(quick, busy=False):
     }
 
 
-def _count(n):
-    """10^7 for 10000000, else the number as it is."""
-    exponent = round(math.log10(n)) if n > 0 else 0
-    return f"10^{exponent}" if n == 10**exponent and exponent >= 3 else str(n)
-
-
 def notebook_network(torch):
     """The notebook's seed-7 network: x (1, 3), W1 (3, 2), W2 (2, 1), B1 (1, 2), B2 (1, 1)."""
     torch.manual_seed(7)
@@ -166,7 +145,7 @@ def cpu_cases(torch, quick, busy=False):
         with np.errstate(over="ignore"):
             calls = {"numnet": lambda: numnet.sigmoid(x), "numpy": lambda: 1 / (1 + np.exp(-x)),
                      "torch": lambda: torch.sigmoid(t)}
-        return _case("sigmoid", _count(n), 8 * n, "GB/s", calls,
+        return _case("sigmoid", count(n), 8 * n, "GB/s", calls,
                      lambda: _close(numnet.sigmoid(x), torch.sigmoid(t), atol=1e-6))
 
     def sigmoid_kernel(n):
@@ -186,7 +165,7 @@ def cpu_cases(torch, quick, busy=False):
         with np.errstate(over="ignore"):
             calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out, kernels.sigmoid_threads(n)), "numpy": numpy_sigmoid,
                      "torch": lambda: torch.sigmoid(t, out=t_out)}
-        return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
+        return _case("sigmoid kernel", count(n), 8 * n, "GB/s", calls)
 
     def sum_case(n):
         """numnet.sum: torch.sum's order, so its bits are torch's (the check is exact)."""
@@ -198,14 +177,14 @@ def cpu_cases(torch, quick, busy=False):
             ours = numnet.sum(x, torch_threads=torch.get_num_threads())
             return None if ours.tobytes() == torch.sum(t).numpy().tobytes() else "not torch.sum's bits"
 
-        return _case("sum", _count(n), 4 * n, "GB/s", calls, exact)
+        return _case("sum", count(n), 4 * n, "GB/s", calls, exact)
 
     def dot(n):
         a, b = randn(n), randn(n)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
         calls = {"numnet": lambda: numnet.dot(a, b), "numpy": lambda: np.dot(a, b),
                  "torch": lambda: torch.dot(ta, tb)}
-        return _case("dot", _count(n), 8 * n, "GB/s", calls,
+        return _case("dot", count(n), 8 * n, "GB/s", calls,
                      lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2))
 
     def mm(n, dtype=f32):
@@ -257,7 +236,7 @@ def cpu_cases(torch, quick, busy=False):
         calls = {"numnet": lambda: numnet.randn(n),
                  "numpy": lambda: generator.standard_normal(n, np.float32),  # another generator: for scale
                  "torch": lambda: torch.randn(n)}
-        return _case("randn", _count(n), 4 * n, "GB/s", calls, same_numbers)
+        return _case("randn", count(n), 4 * n, "GB/s", calls, same_numbers)
 
     def train_step(shape):
         batch, *widths = shape
@@ -354,7 +333,7 @@ def cuda_cases(torch, quick):
     def sigmoid(n):
         x = randn(n, scale=4.0)
         calls = {"numnet": lambda: numnet.cuda.sigmoid(x), "torch": lambda: torch.sigmoid(x)}
-        return _case("sigmoid", _count(n), 8 * n, "GB/s", calls,
+        return _case("sigmoid", count(n), 8 * n, "GB/s", calls,
                      lambda: _close(host(numnet.cuda.sigmoid(x)), torch.sigmoid(x).cpu(), atol=1e-6))
 
     def sigmoid_kernel(n):
@@ -364,12 +343,12 @@ def cuda_cases(torch, quick):
         launch = GO.launch(G.sigmoid_kernel, GO.launch_shape(n))
         y = torch.empty_like(x)
         calls = {"numnet": lambda: launch(xd, out), "torch": lambda: torch.sigmoid(x, out=y)}
-        return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
+        return _case("sigmoid kernel", count(n), 8 * n, "GB/s", calls)
 
     def dot(n):
         a, b = randn(n), randn(n)
         calls = {"numnet": lambda: numnet.cuda.dot(a, b), "torch": lambda: torch.dot(a, b)}
-        return _case("dot", _count(n), 8 * n, "GB/s", calls,
+        return _case("dot", count(n), 8 * n, "GB/s", calls,
                      lambda: _close(host(numnet.cuda.dot(a, b)), torch.dot(a, b).cpu(), atol=1e-2))
 
     def linear(shape):
@@ -398,67 +377,6 @@ def cuda_cases(torch, quick):
     return [lambda make=make, size=size: make(size) for make, size in plan]
 
 
-# -- timing --------------------------------------------------------------------------------
-
-def _block(fn, calls, sync):
-    """Seconds per call of ``calls`` back-to-back calls (``sync`` waits for a GPU)."""
-    sync()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    sync()
-    return (time.perf_counter() - start) / calls
-
-
-def measure(calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None, tick=lambda: None,
-            calls_per_block=None):
-    """Time the competitors in ``calls`` (name -> function, the first one the reference,
-    numnet) side by side, as the module docstring says.
-
-    Returns {"calls": per-block call counts, "times": name -> seconds per call in each
-    repeat, "ratios": name -> its time / the reference's in each repeat}, after a
-    warm-up. Blocks last about ``block_seconds``, or hold ``calls_per_block`` calls.
-    ``tick()`` is called after each repeat (the progress bar).
-    """
-    names = list(calls)
-    for fn in calls.values():  # warm-up: compile, allocate, fill caches
-        fn()
-        fn()
-    per_block = {}
-    for name, fn in calls.items():
-        if calls_per_block:
-            per_block[name] = calls_per_block
-            continue
-        one = _block(fn, 1, sync)
-        per_block[name] = max(1, min(100_000, int(block_seconds / max(one, 1e-9))))
-        time.sleep(settle.get(name, 0))
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
-        for name in order:
-            calls[name]()  # wakes its worker threads, asleep since the settling pause
-            times[name].append(_block(calls[name], per_block[name], sync))
-            if settle:
-                time.sleep(settle.get(name, 0))
-        tick()
-    ratios = {name: [t / base for t, base in zip(times[name], times[names[0]])] for name in names}
-    return {"calls": per_block, "times": times, "ratios": ratios}
-
-
-def spread(values):
-    """The interquartile range of ``values`` over their median (0 for fewer than 2)."""
-    if len(values) < 2:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    middle = statistics.median(values)
-    return (q3 - q1) / middle if middle > 0 else float("inf")
-
-
-def _rate(work, seconds):
-    """GFLOP/s or GB/s from the FLOPs or bytes of one call and its seconds."""
-    return work / seconds / 1e9 if seconds > 0 else float("nan")
-
-
 def run_cases(device, factories, repeats, block_seconds, settle, sync, progress, stalls=False):
     """Build, check and time each case; returns the result rows (plain data). With
     ``stalls``, also numnet's median, 99th percentile and slowest single call."""
@@ -476,10 +394,8 @@ def run_cases(device, factories, repeats, block_seconds, settle, sync, progress,
             continue
         timing = measure(case["calls"], repeats, block_seconds, settle, sync, tick=lambda: task(1))
         row.update(timing)
-        row["median_time"] = {n: statistics.median(t) for n, t in timing["times"].items()}
-        row["median_ratio"] = {n: statistics.median(r) for n, r in timing["ratios"].items()}
-        row["noisy"] = sorted(n for n, r in timing["ratios"].items() if spread(r) > NOISY)
-        row["rate"] = _rate(case["work"], row["median_time"]["numnet"])
+        row.update(medians(timing))
+        row["rate"] = rate(case["work"], row["median_time"]["numnet"])
         if stalls:
             row["numnet_single_calls"] = dict(zip(("median", "p99", "max"), worst_calls(case["calls"]["numnet"])))
         rows.append(row)
@@ -508,30 +424,20 @@ def gpu_bandwidth(torch=None):
 
 def check_targets(rows, bandwidth=None):
     """Each target of TARGETS with the figure measured for it (None when not run)."""
-    found = []
-    for device, op, size, against, minimum in TARGETS:
-        row = next((r for r in rows if (r["device"], r["op"], r["size"]) == (device, op, size)
-                    and "median_ratio" in r), None)
-        measured = None
-        if row is not None:
-            if against == "bandwidth":
-                measured = row["rate"] / bandwidth if bandwidth else None
-            else:
-                measured = row["median_ratio"].get(against)  # their time / numnet's
-        found.append({"device": device, "op": op, "size": size, "against": against,
-                      "minimum": minimum, "measured": measured,
-                      "met": None if measured is None else measured >= minimum})
-    return found
+    def find(t):
+        return next((r for r in rows if (r["device"], r["op"], r["size"]) == (t["device"], t["op"], t["size"])
+                     and "median_ratio" in r), None)
+
+    def figure(t, row):
+        if t["against"] == "bandwidth":
+            return row["rate"] / bandwidth if bandwidth else None
+        return row["median_ratio"].get(t["against"])  # their time / numnet's
+
+    keys = ("device", "op", "size", "against", "minimum")
+    return timing.check_targets([dict(zip(keys, t)) for t in TARGETS], find, figure)
 
 
 # -- output ----------------------------------------------------------------------------------
-
-def _seconds(t):
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
-
 
 def table_rows(rows):
     """The table's cells: op, size, times (numnet, numpy, torch), numnet's rate, and
@@ -545,11 +451,11 @@ def table_rows(rows):
         single = r.get("numnet_single_calls")
         cells.append([
             r["device"], r["op"], r["size"],
-            *(_seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
+            *(seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
             f"{r['rate']:.3g} {r['unit']}",
             *(f"{q[n]:.2f}x" + (" noisy" if n in r.get("noisy", ()) else "") if n in q else "-"
               for n in ("numpy", "torch")),
-            *([f"{_seconds(single['p99'])} / {_seconds(single['max'])}"] if single else []),
+            *([f"{seconds(single['p99'])} / {seconds(single['max'])}"] if single else []),
         ])
     return cells
 
@@ -557,14 +463,11 @@ def table_rows(rows):
 HEADERS = ["device", "op", "size", "numnet", "numpy", "torch", "numnet rate", "vs numpy", "vs torch"]
 
 
-NOISE_NOTE = (f"noisy: the ratio's repeats spread over more than {NOISY:.0%} of their median "
-              "(interquartile range): measure it again before you quote it")
+TITLE = "numnet against numpy and torch: median time per call; 'vs' = their time / numnet's"
 
 
 def print_table(rows, targets, console=None):
-    cells = table_rows(rows)
     headers = HEADERS + (["numnet p99 / slowest call"] if any("numnet_single_calls" in r for r in rows) else [])
-    cells = [c + [""] * (len(headers) - len(c)) for c in cells]
     unmeasured = sum(t["measured"] is None for t in targets)
     targets = [t for t in targets if t["measured"] is not None]
     notes = ([NOISE_NOTE] if any(r.get("noisy") for r in rows) else []) + (
@@ -572,41 +475,16 @@ def print_table(rows, targets, console=None):
     target_cells = [
         [t["device"], t["op"], t["size"], f">= {t['minimum']:g}"
          + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
-         "not run" if t["measured"] is None else f"{t['measured']:.2f}",
-         "-" if t["met"] is None else ("met" if t["met"] else "MISSED")]
+         f"{t['measured']:.2f}", timing.verdict(t)]
         for t in targets
     ]
-    if console is not None:
-        from rich.table import Table
-
-        table = Table(title="numnet against numpy and torch: median time per call; "
-                      "'vs' = their time / numnet's (above 1: numnet faster)")
-        for h in headers:
-            table.add_column(h, justify="left" if h in ("device", "op", "size") else "right")
-        for c in cells:
-            table.add_row(*c)
-        console.print(table)
-        goals = Table(title="targets: their time / numnet's, at least")
-        for h in ("device", "op", "size", "target", "measured", ""):
-            goals.add_column(h)
-        for c in target_cells:
-            goals.add_row(*c)
-        if target_cells:
-            console.print(goals)
-        for note in notes:
-            console.print(note, highlight=False)
-        return
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    print("numnet against numpy and torch: median time per call; 'vs' = their time / numnet's")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    timing.write_table(TITLE + (" (above 1: numnet faster)" if console is not None else ""), headers,
+                       table_rows(rows), console=console, left=("device", "op", "size"))
     if target_cells:
-        print("targets: their time / numnet's, at least:")
-    for c in target_cells:
-        print("  " + "  ".join(c))
-    for note in notes:
-        print(note)
+        timing.write_table("targets: their time / numnet's, at least", ["device", "op", "size", "target",
+                           "measured", ""], target_cells, console=console,
+                           left=("device", "op", "size", "target", "measured", ""))
+    timing.write_lines(None, notes, console=console)
 
 
 def plot(rows, targets, path):
@@ -682,7 +560,7 @@ def compare(fresh, kept, slower=0.10):
             continue
         t0, t1 = before["median_time"]["numnet"], r["median_time"]["numnet"]
         if t1 > (1 + slower) * t0:
-            found.append(f"{r['device']} {r['op']} {r['size']}: {_seconds(t0)} -> {_seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)")
+            found.append(f"{r['device']} {r['op']} {r['size']}: {seconds(t0)} -> {seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)")
     return found
 
 
@@ -840,9 +718,7 @@ def main(args):
     result = {"environment": env, "quick": quick, "repeats": repeats, "block_seconds": block_seconds,
               "settle_seconds": settle, "rows": rows, "targets": targets}
     if getattr(args, "json", None):
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"wrote {args.json}")
+        timing.write_json(args.json, result)
     if getattr(args, "compare", False):
         kept_path = os.path.join(RESULTS, cpu_slug(env["processor"]) + ".json")
         if not os.path.exists(kept_path):
