@@ -5,6 +5,7 @@ Run: python -m benchmarks.bench_all [--quick] [--device cpu|cuda|all] [--json FI
 numnet/commands/bench.py holds the cases, the timing (interleaved blocks, medians of per-repeat
 ratios) and the table; this file only passes its arguments to ``numnet bench``.
 """
+
 import sys
 
 from numnet.commands.cli import main

@@ -1,4 +1,5 @@
 """``python -m numnet``: the ``numnet`` command (numnet/commands/cli.py)."""
+
 import sys
 
 from numnet.commands.cli import main

@@ -230,7 +230,7 @@ def _tag_folder_ready(make):
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _file_digest(path):
     """For a function compiled with numnet's jit outside the package: its file's hash."""
     try:
@@ -526,7 +526,7 @@ def clear_cache():
 # -- threads -----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def start_threading_layer():
     """Load numba's threading layer (once): before any numnet code comes from the cache."""
     numba.get_num_threads()

@@ -4,6 +4,7 @@ No figure is asserted: speed is measured by the command, never by a test. These 
 prove that the command works end to end (every op timed, the results checked against
 torch, the targets listed) and say how it fails without torch.
 """
+
 import json
 import sys
 
@@ -26,7 +27,9 @@ def test_quick_bench_writes_json_and_plot(tmp_path, capsys):
     assert {r["op"] for r in rows} == {"sigmoid", "sum", "dot", "mm", "linear", "forward", "randn", "train step"}
     for r in rows:
         assert "mismatch" not in r, r
-        assert set(r["median_time"]) == ({"numnet", "torch"} if r["op"] == "train step" else {"numnet", "numpy", "torch"})
+        assert set(r["median_time"]) == (
+            {"numnet", "torch"} if r["op"] == "train step" else {"numnet", "numpy", "torch"}
+        )
         assert all(len(t) == report["repeats"] for t in r["times"].values())
         assert r["median_ratio"]["numnet"] == 1.0 and r["rate"] > 0
     assert {t["op"] for t in report["targets"]} >= {"mm", "forward", "sigmoid"}
@@ -56,14 +59,27 @@ def test_measure_interleaves_and_reports_ratios_to_numnet():
     assert all(len(t) == 3 for t in result["times"].values())
     assert result["ratios"]["numnet"] == [1.0, 1.0, 1.0]
     assert [round(r, 9) for r in result["ratios"]["other"]] == [
-        round(o / n, 9) for o, n in zip(result["times"]["other"], result["times"]["numnet"])]
+        round(o / n, 9) for o, n in zip(result["times"]["other"], result["times"]["numnet"])
+    ]
 
 
 def test_targets_read_the_rows():
-    rows = [{"device": "cpu", "op": "mm", "size": "1024x1024 @ 1024x1024", "rate": 100.0,
-             "median_ratio": {"numnet": 1.0, "numpy": 0.95, "torch": 1.5}},
-            {"device": "cuda", "op": "sigmoid kernel", "size": "10^8", "rate": 350.0,
-             "median_ratio": {"numnet": 1.0, "torch": 1.0}}]
+    rows = [
+        {
+            "device": "cpu",
+            "op": "mm",
+            "size": "1024x1024 @ 1024x1024",
+            "rate": 100.0,
+            "median_ratio": {"numnet": 1.0, "numpy": 0.95, "torch": 1.5},
+        },
+        {
+            "device": "cuda",
+            "op": "sigmoid kernel",
+            "size": "10^8",
+            "rate": 350.0,
+            "median_ratio": {"numnet": 1.0, "torch": 1.0},
+        },
+    ]
     found = {(t["device"], t["op"], t["size"]): t for t in bench.check_targets(rows, bandwidth=500.0)}
     assert found["cpu", "mm", "1024x1024 @ 1024x1024"]["met"] is True  # 0.95 >= 0.9
     assert found["cuda", "sigmoid kernel", "10^8"]["measured"] == pytest.approx(0.7)
@@ -97,6 +113,7 @@ def test_worst_calls_sees_a_stall():
     def sometimes_slow():
         if next(calls) == 50:
             import time
+
             time.sleep(0.02)
 
     median, p99, slowest = bench.worst_calls(sometimes_slow, seconds=0.1, most=200)
@@ -109,8 +126,12 @@ def test_a_stall_marks_the_ratio_noisy():
     assert timing.spread([1.0, 1.0, 1.0, 1.0]) == 0.0
     assert timing.spread([1.0, 1.0, 30.0, 1.0, 30.0]) > timing.NOISY
     assert timing.spread([1.0, 1.05, 0.97, 1.02, 1.0]) < timing.NOISY
-    row = timing.medians({"times": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]},
-                          "ratios": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]}})
+    row = timing.medians(
+        {
+            "times": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]},
+            "ratios": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]},
+        }
+    )
     assert row["noisy"] == ["other"] and row["median_ratio"]["other"] == 1.0
 
 
@@ -127,15 +148,22 @@ def test_each_block_starts_warm():
             time.sleep(0.003)
         last["at"] = time.perf_counter()
 
-    result = timing.measure({"numnet": lambda: None, "other": wakes_slowly}, repeats=5, block_seconds=0.0002,
-                           settle={"numnet": 0.01, "other": 0.01})
+    result = timing.measure(
+        {"numnet": lambda: None, "other": wakes_slowly},
+        repeats=5,
+        block_seconds=0.0002,
+        settle={"numnet": 0.01, "other": 0.01},
+    )
     assert max(result["times"]["other"]) < 0.002, result["times"]["other"]
 
 
 def test_compare_lists_rows_more_than_ten_percent_slower():
     def result(*times):
-        return {"rows": [{"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}}
-                         for i, t in enumerate(times)]}
+        return {
+            "rows": [
+                {"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}} for i, t in enumerate(times)
+            ]
+        }
 
     slower = bench.compare(result(1.2, 1.05, 0.5), result(1.0, 1.0, 1.0))
     assert len(slower) == 1 and slower[0].startswith("cpu mm 0:") and "(+20%)" in slower[0]

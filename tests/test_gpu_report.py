@@ -2,6 +2,7 @@
 sizes, its correctness checks, its counts of elements that differ from the CPU's, table
 and JSON (the times there mean nothing and are not taken); the peaks' arithmetic against
 NVIDIA's published figures; its use of the shared timing core."""
+
 import json
 import os
 import subprocess
@@ -20,8 +21,7 @@ SIMULATED = numnet.cuda.on_simulator()
 
 def run_numnet(*args, simulator):
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1" if simulator else "0"}
-    return subprocess.run([sys.executable, "-m", "numnet", *args], env=env, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-m", "numnet", *args], env=env, capture_output=True, text=True, timeout=300)
 
 
 @pytest.mark.parametrize("simulator", [False, True])
@@ -46,16 +46,28 @@ def tiny_report(tmp_path_factory):
         torch = None
     path = tmp_path_factory.mktemp("report") / "report.json"
     out = __import__("io").StringIO()
-    code, document = R.report(size="tiny", torch=torch, json_path=str(path), allow_simulator=True,
-                              repeats=0, train=False, out=out)
+    code, document = R.report(
+        size="tiny", torch=torch, json_path=str(path), allow_simulator=True, repeats=0, train=False, out=out
+    )
     return code, document, json.loads(path.read_text()), out.getvalue(), torch
 
 
 def test_every_op_is_checked_against_the_cpu(tiny_report):
     _, document, _, text, _ = tiny_report
     rows = {r["op"]: r for r in document["rows"]}
-    assert set(rows) == {"sigmoid", "sigmoid kernel", "dot", "neuron", "mm", "linear", "forward", "log_softmax",
-                         "softmax", "loss_and_grads", "SGD.step"}
+    assert set(rows) == {
+        "sigmoid",
+        "sigmoid kernel",
+        "dot",
+        "neuron",
+        "mm",
+        "linear",
+        "forward",
+        "log_softmax",
+        "softmax",
+        "loss_and_grads",
+        "SGD.step",
+    }
     for op, row in rows.items():
         if op != "sigmoid kernel":  # timed only
             assert row["cpu_ok"] is True and row["vs_cpu"].startswith("ok"), row
@@ -68,12 +80,18 @@ def test_every_op_counts_the_elements_that_differ_from_the_cpu(tiny_report):
     _, document, _, text, _ = tiny_report
     tiny = R.SIZES["tiny"]
     n, *widths = tiny["loss_and_grads"]
-    elements = {"sigmoid": tiny["sigmoid"], "dot": 1, "neuron": 1, "mm": tiny["mm"] ** 2,
-                "linear": tiny["linear"][0] * tiny["linear"][2], "forward": tiny["forward"][0] * tiny["forward"][-1],
-                "log_softmax": tiny["log_softmax"][0] * tiny["log_softmax"][1],
-                "softmax": tiny["softmax"][0] * tiny["softmax"][1],
-                "loss_and_grads": 1 + sum(i * o + o for i, o in zip(widths, widths[1:])),
-                "SGD.step": sum(i * o + o for i, o in zip(tiny["SGD.step"], tiny["SGD.step"][1:]))}
+    elements = {
+        "sigmoid": tiny["sigmoid"],
+        "dot": 1,
+        "neuron": 1,
+        "mm": tiny["mm"] ** 2,
+        "linear": tiny["linear"][0] * tiny["linear"][2],
+        "forward": tiny["forward"][0] * tiny["forward"][-1],
+        "log_softmax": tiny["log_softmax"][0] * tiny["log_softmax"][1],
+        "softmax": tiny["softmax"][0] * tiny["softmax"][1],
+        "loss_and_grads": 1 + sum(i * o + o for i, o in zip(widths, widths[1:])),
+        "SGD.step": sum(i * o + o for i, o in zip(tiny["SGD.step"], tiny["SGD.step"][1:])),
+    }
     rows = {r["op"]: r for r in document["rows"] if "differ_from_cpu" in r}
     assert {op: r["elements"] for op, r in rows.items()} == elements
     assert {op for op, r in rows.items() if r["identical_expected"]} == R.IDENTICAL
@@ -84,8 +102,11 @@ def test_every_op_counts_the_elements_that_differ_from_the_cpu(tiny_report):
         assert f"{r['differ_from_cpu']} of {r['elements']}" in line
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 (on another branch) compiles the elementwise functions, losses "
-                   "and gradients from one source for both devices; remove this mark when it merges")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 17 (on another branch) compiles the elementwise functions, losses "
+    "and gradients from one source for both devices; remove this mark when it merges",
+)
 def test_ops_promised_identical_differ_nowhere(tiny_report):
     code, document, _, _, _ = tiny_report
     differ = {r["op"]: r["differ_from_cpu"] for r in document["rows"] if r.get("identical_expected")}
@@ -161,8 +182,13 @@ def test_peaks_from_device_attributes_match_published_figures(monkeypatch):
     NVIDIA's datasheet figures: 3.35 TB/s and 67 TFLOP/s float32."""
     from numba import cuda
 
-    monkeypatch.setattr(cuda, "get_current_device", lambda: fake_device(
-        MULTIPROCESSOR_COUNT=132, CLOCK_RATE=1_980_000, MEMORY_CLOCK_RATE=2_619_000, GLOBAL_MEMORY_BUS_WIDTH=5120))
+    monkeypatch.setattr(
+        cuda,
+        "get_current_device",
+        lambda: fake_device(
+            MULTIPROCESSOR_COUNT=132, CLOCK_RATE=1_980_000, MEMORY_CLOCK_RATE=2_619_000, GLOBAL_MEMORY_BUS_WIDTH=5120
+        ),
+    )
     info = R.device_info()
     assert info["bandwidth_GBps"] == pytest.approx(3350, rel=0.01)
     assert info["fp32_GFLOPs"] == pytest.approx(67_000, rel=0.01)
@@ -182,8 +208,14 @@ def test_a_row_is_timed_by_the_shared_core():
     """run_case times numnet and torch with numnet.commands.timing (interleaved blocks,
     synchronised) and reports the median per call and torch's time / numnet's."""
     synced = []
-    case = {"op": "sleep", "size": "1", "unit": "GB/s", "work": 1e6,
-            "time_numnet": lambda: time.sleep(0.001), "time_torch": lambda: time.sleep(0.004)}
+    case = {
+        "op": "sleep",
+        "size": "1",
+        "unit": "GB/s",
+        "work": 1e6,
+        "time_numnet": lambda: time.sleep(0.001),
+        "time_torch": lambda: time.sleep(0.004),
+    }
     row = R.run_case(case, None, lambda: synced.append(1), repeats=3, block_seconds=0.01, peaks={"GB/s": 10.0})
     assert 0.001 <= row["numnet_s"] < 0.003
     assert 0.004 <= row["torch_s"] < 0.008
@@ -193,9 +225,11 @@ def test_a_row_is_timed_by_the_shared_core():
 
 
 def test_targets_compare_the_right_figure():
-    rows = [{"op": "mm", "size": "4096x4096 @ 4096x4096", "vs_torch_speed": 0.6},
-            {"op": "sigmoid kernel", "size": "10^8", "of_peak": 0.65},
-            {"op": "train", "size": "digits, numnet train defaults", "accuracy": 0.97}]
+    rows = [
+        {"op": "mm", "size": "4096x4096 @ 4096x4096", "vs_torch_speed": 0.6},
+        {"op": "sigmoid kernel", "size": "10^8", "of_peak": 0.65},
+        {"op": "train", "size": "digits, numnet train defaults", "accuracy": 0.97},
+    ]
     found = {t["op"]: t for t in R.check_targets(rows)}
     assert found["mm"]["met"] is True and found["mm"]["measured"] == 0.6
     assert found["sigmoid kernel"]["met"] is False

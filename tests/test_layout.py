@@ -1,5 +1,6 @@
 """The two layers: the library (numnet/*.py, numnet/cuda/) never imports a command
 (numnet/commands/), so that a command can change without touching what users import."""
+
 import os
 import pathlib
 import re
@@ -14,8 +15,9 @@ COMMANDS = PACKAGE / "commands"
 
 def library_files():
     """Every source file of the library: numnet/**/*.py but commands/ and __main__.py."""
-    return [path for path in sorted(PACKAGE.rglob("*.py"))
-            if COMMANDS not in path.parents and path.name != "__main__.py"]
+    return [
+        path for path in sorted(PACKAGE.rglob("*.py")) if COMMANDS not in path.parents and path.name != "__main__.py"
+    ]
 
 
 def library_modules():
@@ -30,10 +32,12 @@ def test_importing_the_library_loads_no_command():
     look for numnet.commands in sys.modules."""
     modules = list(library_modules())
     assert {"numnet", "numnet.cuda", "numnet.testing", "numnet.data", "numnet.ops"} <= set(modules)
-    code = ("import importlib, sys\n"
-            f"for name in {modules!r}:\n"
-            "    importlib.import_module(name)\n"
-            "print(sorted(m for m in sys.modules if m.startswith('numnet.commands')))\n")
+    code = (
+        "import importlib, sys\n"
+        f"for name in {modules!r}:\n"
+        "    importlib.import_module(name)\n"
+        "print(sorted(m for m in sys.modules if m.startswith('numnet.commands')))\n"
+    )
     env = {**os.environ, "NUMBA_ENABLE_CUDASIM": "1"}
     done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr
@@ -43,8 +47,11 @@ def test_importing_the_library_loads_no_command():
 def test_no_library_source_names_a_command():
     """The same by reading: no library file imports numnet.commands, even inside a function
     that the import above does not run."""
-    pattern = re.compile(r"^\s*(from\s+numnet\.commands\b|from\s+numnet\s+import\s+.*\bcommands\b|"
-                         r"import\s+numnet\.commands\b)", re.M)
+    pattern = re.compile(
+        r"^\s*(from\s+numnet\.commands\b|from\s+numnet\s+import\s+.*\bcommands\b|"
+        r"import\s+numnet\.commands\b)",
+        re.M,
+    )
     offenders = [str(path) for path in library_files() if pattern.search(path.read_text())]
     assert offenders == []
 

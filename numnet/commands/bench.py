@@ -22,6 +22,7 @@ The same code runs as ``python -m benchmarks.bench_all``; ``main(args)`` takes t
 arguments that ``numnet bench`` declares (numnet/commands/cli.py). torch, rich (the table
 and progress bar) and matplotlib (``--plot``) are imported only when needed.
 """
+
 import json
 import math
 import os
@@ -45,8 +46,13 @@ TARGETS = [
     ("cpu", "forward", "notebook 1x3 -> 2 -> 1", "torch", 5.0),
     ("cpu", "sigmoid", "10^7", "torch", 1.0),
     ("cpu", "sigmoid kernel", "10^7", "torch", 1.0),
-    *[("cpu", op, f"{n}x784 -> {m}", against, 1.0)
-      for op in ("linear", "forward") for n in (16, 64, 512) for m in (128, 256) for against in ("torch", "numpy")],
+    *[
+        ("cpu", op, f"{n}x784 -> {m}", against, 1.0)
+        for op in ("linear", "forward")
+        for n in (16, 64, 512)
+        for m in (128, 256)
+        for against in ("torch", "numpy")
+    ],
     ("cpu", "train step", "784-128-64-10, batch 64", "torch", 2.0),
     ("cpu", "train step", "64-64-10, batch 64", "torch", 4.0),
     ("cpu", "train step", "784-128-64-10, batch 512", "torch", 1.2),
@@ -55,11 +61,14 @@ TARGETS = [
     ("cuda", "sigmoid kernel", "10^8", "bandwidth", 0.7),
 ]
 
-INSTALL_HINT = ("numnet bench: needs torch to compare against; install the test extra: "
-                "pip install -e '.[test]' (torch==2.13.0, the CPU build)")
+INSTALL_HINT = (
+    "numnet bench: needs torch to compare against; install the test extra: "
+    "pip install -e '.[test]' (torch==2.13.0, the CPU build)"
+)
 
 
 # -- the cases -----------------------------------------------------------------------------
+
 
 def _case(op, size, work, unit, calls, check=None):
     """One row: ``calls`` maps competitor -> zero-argument function (numnet first);
@@ -83,18 +92,31 @@ def _sizes(quick, busy=False):
     busy core shows (--busy), else a range."""
     if quick:
         return {
-            "sigmoid": [1000], "sum": [1000], "dot": [1000], "mm": [16, 64],
-            "linear": [(8, 32, 16)], "forward": ["notebook", (64, 32, 16, 4)], "randn": [1000],
+            "sigmoid": [1000],
+            "sum": [1000],
+            "dot": [1000],
+            "mm": [16, 64],
+            "linear": [(8, 32, 16)],
+            "forward": ["notebook", (64, 32, 16, 4)],
+            "randn": [1000],
             "train step": [(16, 32, 16, 4)],
         }
     batches = [(n, 784, m) for n in (16, 64, 512) for m in (128, 256)]
     if busy:
-        return {"sigmoid": [10**3, 10**5], "mm": [64, 256], "linear": [(64, 128, 64), *batches[2:4]],
-                "forward": ["notebook", (64, 784, 256)], "train step": [(64, 784, 128, 64, 10), (64, 64, 64, 10)]}
+        return {
+            "sigmoid": [10**3, 10**5],
+            "mm": [64, 256],
+            "linear": [(64, 128, 64), *batches[2:4]],
+            "forward": ["notebook", (64, 784, 256)],
+            "train step": [(64, 784, 128, 64, 10), (64, 64, 64, 10)],
+        }
     return {
-        "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "sum": [10**3, 10**5, 10**7],
+        "sigmoid": [10**3, 10**5, 10**7],
+        "sigmoid kernel": [10**7],
+        "sum": [10**3, 10**5, 10**7],
         "dot": [10**3, 10**5, 10**7],
-        "mm": [64, 256, 1024, 2048], "mm float64": [1024],
+        "mm": [64, 256, 1024, 2048],
+        "mm float64": [1024],
         "linear": [(64, 128, 64), (64, 64, 10), *batches, (4096, 784, 256)],
         "forward": ["notebook", *batches, (4096, 784, 256, 10)],
         "randn": [10**3, 10**6],
@@ -143,10 +165,14 @@ def cpu_cases(torch, quick, busy=False):
         x = randn(n, scale=4.0)
         t = torch.from_numpy(x)
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: numnet.sigmoid(x), "numpy": lambda: 1 / (1 + np.exp(-x)),
-                     "torch": lambda: torch.sigmoid(t)}
-        return _case("sigmoid", count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(numnet.sigmoid(x), torch.sigmoid(t), atol=1e-6))
+            calls = {
+                "numnet": lambda: numnet.sigmoid(x),
+                "numpy": lambda: 1 / (1 + np.exp(-x)),
+                "torch": lambda: torch.sigmoid(t),
+            }
+        return _case(
+            "sigmoid", count(n), 8 * n, "GB/s", calls, lambda: _close(numnet.sigmoid(x), torch.sigmoid(t), atol=1e-6)
+        )
 
     def sigmoid_kernel(n):
         """Into a preallocated output: the arithmetic alone, without the allocation (and
@@ -163,8 +189,11 @@ def cpu_cases(torch, quick, busy=False):
             np.reciprocal(out, out=out)
 
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out, kernels.sigmoid_threads(n)), "numpy": numpy_sigmoid,
-                     "torch": lambda: torch.sigmoid(t, out=t_out)}
+            calls = {
+                "numnet": lambda: kernels.sigmoid_kernel(x, out, kernels.sigmoid_threads(n)),
+                "numpy": numpy_sigmoid,
+                "torch": lambda: torch.sigmoid(t, out=t_out),
+            }
         return _case("sigmoid kernel", count(n), 8 * n, "GB/s", calls)
 
     def sum_case(n):
@@ -182,27 +211,41 @@ def cpu_cases(torch, quick, busy=False):
     def dot(n):
         a, b = randn(n), randn(n)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        calls = {"numnet": lambda: numnet.dot(a, b), "numpy": lambda: np.dot(a, b),
-                 "torch": lambda: torch.dot(ta, tb)}
-        return _case("dot", count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2))
+        calls = {"numnet": lambda: numnet.dot(a, b), "numpy": lambda: np.dot(a, b), "torch": lambda: torch.dot(ta, tb)}
+        return _case(
+            "dot", count(n), 8 * n, "GB/s", calls, lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2)
+        )
 
     def mm(n, dtype=f32):
         a, b = randn(n, n).astype(dtype), randn(n, n).astype(dtype)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        calls = {"numnet": lambda: numnet.mm(a, b), "numpy": lambda: a @ b,
-                 "torch": lambda: torch.mm(ta, tb)}
-        return _case("mm" if dtype == f32 else "mm float64", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
-                     lambda: _close(numnet.mm(a, b), torch.mm(ta, tb), atol=1e-3 * math.sqrt(n)))
+        calls = {"numnet": lambda: numnet.mm(a, b), "numpy": lambda: a @ b, "torch": lambda: torch.mm(ta, tb)}
+        return _case(
+            "mm" if dtype == f32 else "mm float64",
+            f"{n}x{n} @ {n}x{n}",
+            2 * n**3,
+            "GFLOP/s",
+            calls,
+            lambda: _close(numnet.mm(a, b), torch.mm(ta, tb), atol=1e-3 * math.sqrt(n)),
+        )
 
     def linear(shape):
         n, k, m = shape
         x, W, b = randn(n, k), randn(k, m, scale=k**-0.5), randn(m)
         tx, tW, tb = torch.from_numpy(x), torch.from_numpy(W), torch.from_numpy(b)
-        calls = {"numnet": lambda: numnet.linear(x, W, b), "numpy": lambda: x @ W + b,
-                 "torch": lambda: torch.addmm(tb, tx, tW)}
-        return _case("linear", f"{n}x{k} -> {m}", 2 * n * k * m, "GFLOP/s", calls,
-                     lambda: _close(numnet.linear(x, W, b), torch.addmm(tb, tx, tW)))
+        calls = {
+            "numnet": lambda: numnet.linear(x, W, b),
+            "numpy": lambda: x @ W + b,
+            "torch": lambda: torch.addmm(tb, tx, tW),
+        }
+        return _case(
+            "linear",
+            f"{n}x{k} -> {m}",
+            2 * n * k * m,
+            "GFLOP/s",
+            calls,
+            lambda: _close(numnet.linear(x, W, b), torch.addmm(tb, tx, tW)),
+        )
 
     def forward(shape):
         if shape == "notebook":
@@ -211,18 +254,28 @@ def cpu_cases(torch, quick, busy=False):
         else:
             n, *widths = shape
             tx = torch.from_numpy(randn(n, widths[0]))
-            tlayers = [(torch.from_numpy(randn(i, o, scale=i**-0.5)), torch.from_numpy(randn(o)))
-                       for i, o in zip(widths, widths[1:])]
+            tlayers = [
+                (torch.from_numpy(randn(i, o, scale=i**-0.5)), torch.from_numpy(randn(o)))
+                for i, o in zip(widths, widths[1:])
+            ]
             size = f"{n}x{widths[0]} -> " + " -> ".join(map(str, widths[1:]))
             flops = 2 * n * sum(i * o for i, o in zip(widths, widths[1:]))
         x = tx.numpy()
         layers = [(W.numpy(), b.numpy()) for W, b in tlayers]
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: numnet.forward(x, layers),
-                     "numpy": lambda: numpy_forward(x, layers),
-                     "torch": lambda: torch_forward(torch, tx, tlayers)}
-        return _case("forward", size, flops, "GFLOP/s", calls,
-                     lambda: _close(numnet.forward(x, layers), torch_forward(torch, tx, tlayers)))
+            calls = {
+                "numnet": lambda: numnet.forward(x, layers),
+                "numpy": lambda: numpy_forward(x, layers),
+                "torch": lambda: torch_forward(torch, tx, tlayers),
+            }
+        return _case(
+            "forward",
+            size,
+            flops,
+            "GFLOP/s",
+            calls,
+            lambda: _close(numnet.forward(x, layers), torch_forward(torch, tx, tlayers)),
+        )
 
     def randn_case(n):
         generator = np.random.default_rng(0)
@@ -233,9 +286,11 @@ def cpu_cases(torch, quick, busy=False):
             ours, theirs = numnet.randn(n), torch.randn(n).numpy()
             return None if ours.tobytes() == theirs.tobytes() else "not the same numbers as torch"
 
-        calls = {"numnet": lambda: numnet.randn(n),
-                 "numpy": lambda: generator.standard_normal(n, np.float32),  # another generator: for scale
-                 "torch": lambda: torch.randn(n)}
+        calls = {
+            "numnet": lambda: numnet.randn(n),
+            "numpy": lambda: generator.standard_normal(n, np.float32),  # another generator: for scale
+            "torch": lambda: torch.randn(n),
+        }
         return _case("randn", count(n), 4 * n, "GB/s", calls, same_numbers)
 
     def train_step(shape):
@@ -243,9 +298,14 @@ def cpu_cases(torch, quick, busy=False):
         x = randn(batch, widths[0])
         y = rng.integers(0, widths[-1], batch)
         steps = training_steps(torch, x, y, widths)
-        return _case("train step", "-".join(map(str, widths)) + f", batch {batch}",
-                     6 * batch * sum(i * o for i, o in zip(widths, widths[1:])), "GFLOP/s",
-                     {"numnet": steps["numnet"], "torch": steps["torch"]}, steps["check"])
+        return _case(
+            "train step",
+            "-".join(map(str, widths)) + f", batch {batch}",
+            6 * batch * sum(i * o for i, o in zip(widths, widths[1:])),
+            "GFLOP/s",
+            {"numnet": steps["numnet"], "torch": steps["torch"]},
+            steps["check"],
+        )
 
     def train_epoch(data):
         from numnet.data import load_digits
@@ -254,16 +314,28 @@ def cpu_cases(torch, quick, busy=False):
         widths, batch = [64, 64, 10], 64
         batches = np.array_split(np.arange(len(y_train)), len(y_train) // batch)
         steps = training_steps(torch, x_train, y_train, widths)
-        return _case("train epoch", f"digits 64-64-10, {len(batches)} batches of {batch}",
-                     6 * len(y_train) * sum(i * o for i, o in zip(widths, widths[1:])), "GFLOP/s",
-                     {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")})
+        return _case(
+            "train epoch",
+            f"digits 64-64-10, {len(batches)} batches of {batch}",
+            6 * len(y_train) * sum(i * o for i, o in zip(widths, widths[1:])),
+            "GFLOP/s",
+            {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")},
+        )
 
-    makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "sum": sum_case, "dot": dot, "mm": mm,
-              "mm float64": lambda n: mm(n, np.float64),
-              "linear": linear, "forward": forward, "randn": randn_case, "train step": train_step,
-              "train epoch": train_epoch}
-    return [lambda op=op, size=size: makers[op](size)
-            for op, sizes in _sizes(quick, busy).items() for size in sizes]
+    makers = {
+        "sigmoid": sigmoid,
+        "sigmoid kernel": sigmoid_kernel,
+        "sum": sum_case,
+        "dot": dot,
+        "mm": mm,
+        "mm float64": lambda n: mm(n, np.float64),
+        "linear": linear,
+        "forward": forward,
+        "randn": randn_case,
+        "train step": train_step,
+        "train epoch": train_epoch,
+    }
+    return [lambda op=op, size=size: makers[op](size) for op, sizes in _sizes(quick, busy).items() for size in sizes]
 
 
 def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
@@ -309,9 +381,9 @@ def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
 
 def cuda_cases(torch, quick):
     """Factories of the GPU rows: numnet.cuda and torch on the same torch CUDA tensors."""
-    import numnet.cuda
     from numba import cuda
 
+    import numnet.cuda
     from numnet.cuda import kernels as G
     from numnet.cuda import ops as GO
 
@@ -327,14 +399,26 @@ def cuda_cases(torch, quick):
     def mm(n):
         a, b = randn(n, n), randn(n, n)
         calls = {"numnet": lambda: numnet.cuda.mm(a, b), "torch": lambda: torch.mm(a, b)}
-        return _case("mm", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
-                     lambda: _close(host(numnet.cuda.mm(a, b)), torch.mm(a, b).cpu(), atol=1e-3 * math.sqrt(n)))
+        return _case(
+            "mm",
+            f"{n}x{n} @ {n}x{n}",
+            2 * n**3,
+            "GFLOP/s",
+            calls,
+            lambda: _close(host(numnet.cuda.mm(a, b)), torch.mm(a, b).cpu(), atol=1e-3 * math.sqrt(n)),
+        )
 
     def sigmoid(n):
         x = randn(n, scale=4.0)
         calls = {"numnet": lambda: numnet.cuda.sigmoid(x), "torch": lambda: torch.sigmoid(x)}
-        return _case("sigmoid", count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(host(numnet.cuda.sigmoid(x)), torch.sigmoid(x).cpu(), atol=1e-6))
+        return _case(
+            "sigmoid",
+            count(n),
+            8 * n,
+            "GB/s",
+            calls,
+            lambda: _close(host(numnet.cuda.sigmoid(x)), torch.sigmoid(x).cpu(), atol=1e-6),
+        )
 
     def sigmoid_kernel(n):
         """The kernel alone on preallocated arrays: what the op costs without its Python."""
@@ -348,32 +432,57 @@ def cuda_cases(torch, quick):
     def dot(n):
         a, b = randn(n), randn(n)
         calls = {"numnet": lambda: numnet.cuda.dot(a, b), "torch": lambda: torch.dot(a, b)}
-        return _case("dot", count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(host(numnet.cuda.dot(a, b)), torch.dot(a, b).cpu(), atol=1e-2))
+        return _case(
+            "dot",
+            count(n),
+            8 * n,
+            "GB/s",
+            calls,
+            lambda: _close(host(numnet.cuda.dot(a, b)), torch.dot(a, b).cpu(), atol=1e-2),
+        )
 
     def linear(shape):
         n, k, m = shape
         x, W, b = randn(n, k), randn(k, m, scale=k**-0.5), randn(m)
         calls = {"numnet": lambda: numnet.cuda.linear(x, W, b), "torch": lambda: torch.addmm(b, x, W)}
-        return _case("linear", f"{n}x{k} -> {m}", 2 * n * k * m, "GFLOP/s", calls,
-                     lambda: _close(host(numnet.cuda.linear(x, W, b)), torch.addmm(b, x, W).cpu()))
+        return _case(
+            "linear",
+            f"{n}x{k} -> {m}",
+            2 * n * k * m,
+            "GFLOP/s",
+            calls,
+            lambda: _close(host(numnet.cuda.linear(x, W, b)), torch.addmm(b, x, W).cpu()),
+        )
 
     def forward(shape):
         n, *widths = shape
         x = randn(n, widths[0])
         layers = [(randn(i, o, scale=i**-0.5), randn(o)) for i, o in zip(widths, widths[1:])]
-        calls = {"numnet": lambda: numnet.cuda.forward(x, layers),
-                 "torch": lambda: torch_forward(torch, x, layers)}
+        calls = {"numnet": lambda: numnet.cuda.forward(x, layers), "torch": lambda: torch_forward(torch, x, layers)}
         flops = 2 * n * sum(i * o for i, o in zip(widths, widths[1:]))
         size = f"{n}x{widths[0]} -> " + " -> ".join(map(str, widths[1:]))
-        return _case("forward", size, flops, "GFLOP/s", calls,
-                     lambda: _close(host(numnet.cuda.forward(x, layers)), torch_forward(torch, x, layers).cpu()))
+        return _case(
+            "forward",
+            size,
+            flops,
+            "GFLOP/s",
+            calls,
+            lambda: _close(host(numnet.cuda.forward(x, layers)), torch_forward(torch, x, layers).cpu()),
+        )
 
     if quick:
         plan = [(mm, 64), (sigmoid, 10**4), (dot, 10**4), (linear, (64, 32, 16)), (forward, (64, 32, 16, 4))]
     else:
-        plan = [(mm, 1024), (mm, 4096), (sigmoid, 10**6), (sigmoid, 10**8), (sigmoid_kernel, 10**8),
-                (dot, 10**7), (linear, (4096, 784, 256)), (forward, (4096, 784, 256, 10))]
+        plan = [
+            (mm, 1024),
+            (mm, 4096),
+            (sigmoid, 10**6),
+            (sigmoid, 10**8),
+            (sigmoid_kernel, 10**8),
+            (dot, 10**7),
+            (linear, (4096, 784, 256)),
+            (forward, (4096, 784, 256, 10)),
+        ]
     return [lambda make=make, size=size: make(size) for make, size in plan]
 
 
@@ -392,7 +501,7 @@ def run_cases(device, factories, repeats, block_seconds, settle, sync, progress,
             rows.append(row)
             task(repeats)
             continue
-        timing = measure(case["calls"], repeats, block_seconds, settle, sync, tick=lambda: task(1))
+        timing = measure(case["calls"], repeats, block_seconds, settle, sync, tick=lambda task=task: task(1))
         row.update(timing)
         row.update(medians(timing))
         row["rate"] = rate(case["work"], row["median_time"]["numnet"])
@@ -404,6 +513,7 @@ def run_cases(device, factories, repeats, block_seconds, settle, sync, progress,
 
 
 # -- the GPU's memory bandwidth ---------------------------------------------------------------
+
 
 def gpu_bandwidth(torch=None):
     """The GPU's peak memory bandwidth in GB/s, from its memory clock (kHz) and bus
@@ -424,9 +534,16 @@ def gpu_bandwidth(torch=None):
 
 def check_targets(rows, bandwidth=None):
     """Each target of TARGETS with the figure measured for it (None when not run)."""
+
     def find(t):
-        return next((r for r in rows if (r["device"], r["op"], r["size"]) == (t["device"], t["op"], t["size"])
-                     and "median_ratio" in r), None)
+        return next(
+            (
+                r
+                for r in rows
+                if (r["device"], r["op"], r["size"]) == (t["device"], t["op"], t["size"]) and "median_ratio" in r
+            ),
+            None,
+        )
 
     def figure(t, row):
         if t["against"] == "bandwidth":
@@ -439,6 +556,7 @@ def check_targets(rows, bandwidth=None):
 
 # -- output ----------------------------------------------------------------------------------
 
+
 def table_rows(rows):
     """The table's cells: op, size, times (numnet, numpy, torch), numnet's rate, and
     numnet's speed relative to numpy and to torch (their time / numnet's)."""
@@ -449,14 +567,20 @@ def table_rows(rows):
             continue
         t, q = r["median_time"], r["median_ratio"]
         single = r.get("numnet_single_calls")
-        cells.append([
-            r["device"], r["op"], r["size"],
-            *(seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
-            f"{r['rate']:.3g} {r['unit']}",
-            *(f"{q[n]:.2f}x" + (" noisy" if n in r.get("noisy", ()) else "") if n in q else "-"
-              for n in ("numpy", "torch")),
-            *([f"{seconds(single['p99'])} / {seconds(single['max'])}"] if single else []),
-        ])
+        cells.append(
+            [
+                r["device"],
+                r["op"],
+                r["size"],
+                *(seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
+                f"{r['rate']:.3g} {r['unit']}",
+                *(
+                    f"{q[n]:.2f}x" + (" noisy" if n in r.get("noisy", ()) else "") if n in q else "-"
+                    for n in ("numpy", "torch")
+                ),
+                *([f"{seconds(single['p99'])} / {seconds(single['max'])}"] if single else []),
+            ]
+        )
     return cells
 
 
@@ -471,19 +595,34 @@ def print_table(rows, targets, console=None):
     unmeasured = sum(t["measured"] is None for t in targets)
     targets = [t for t in targets if t["measured"] is not None]
     notes = ([NOISE_NOTE] if any(r.get("noisy") for r in rows) else []) + (
-        [f"{unmeasured} targets are for sizes or devices this run did not time"] if unmeasured else [])
+        [f"{unmeasured} targets are for sizes or devices this run did not time"] if unmeasured else []
+    )
     target_cells = [
-        [t["device"], t["op"], t["size"], f">= {t['minimum']:g}"
-         + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
-         f"{t['measured']:.2f}", timing.verdict(t)]
+        [
+            t["device"],
+            t["op"],
+            t["size"],
+            f">= {t['minimum']:g}" + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
+            f"{t['measured']:.2f}",
+            timing.verdict(t),
+        ]
         for t in targets
     ]
-    timing.write_table(TITLE + (" (above 1: numnet faster)" if console is not None else ""), headers,
-                       table_rows(rows), console=console, left=("device", "op", "size"))
+    timing.write_table(
+        TITLE + (" (above 1: numnet faster)" if console is not None else ""),
+        headers,
+        table_rows(rows),
+        console=console,
+        left=("device", "op", "size"),
+    )
     if target_cells:
-        timing.write_table("targets: their time / numnet's, at least", ["device", "op", "size", "target",
-                           "measured", ""], target_cells, console=console,
-                           left=("device", "op", "size", "target", "measured", ""))
+        timing.write_table(
+            "targets: their time / numnet's, at least",
+            ["device", "op", "size", "target", "measured", ""],
+            target_cells,
+            console=console,
+            left=("device", "op", "size", "target", "measured", ""),
+        )
     timing.write_lines(None, notes, console=console)
 
 
@@ -529,10 +668,15 @@ def environment(torch):
     import numnet
 
     info = {
-        "numnet": numnet.__version__, "numpy": np.__version__, "numba": numba.__version__,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "processor": _cpu_name(),
-        "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+        "numnet": numnet.__version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
         "torch_threads": torch.get_num_threads(),
     }
     return info
@@ -545,7 +689,9 @@ def cpu_slug(name=None):
     return re.sub(r"[^a-z0-9]+", "-", (name or _cpu_name()).lower()).strip("-") or "unknown-cpu"
 
 
-RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks", "results")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks", "results"
+)
 
 
 def compare(fresh, kept, slower=0.10):
@@ -560,7 +706,9 @@ def compare(fresh, kept, slower=0.10):
             continue
         t0, t1 = before["median_time"]["numnet"], r["median_time"]["numnet"]
         if t1 > (1 + slower) * t0:
-            found.append(f"{r['device']} {r['op']} {r['size']}: {seconds(t0)} -> {seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)")
+            found.append(
+                f"{r['device']} {r['op']} {r['size']}: {seconds(t0)} -> {seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)"
+            )
     return found
 
 
@@ -576,6 +724,7 @@ def _cpu_name():
 
 
 # -- --busy: another process keeps one core busy -------------------------------------------------
+
 
 def _spin():
     while True:
@@ -610,17 +759,21 @@ def worst_calls(fn, seconds=0.5, most=2000):
 
 # -- the command ---------------------------------------------------------------------------------
 
+
 def _progress(console):
     """A function (label, total) -> advance(k): a rich progress bar, or nothing."""
     if console is None or not console.is_terminal:
+
         def start(label, total):
             print(f"  timing {label} ...", file=sys.stderr, flush=True)
             return lambda k: None
+
         return start, None
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("{task.description:40s}"), BarColumn(), TimeRemainingColumn(),
-                   console=console, transient=True)
+    bar = Progress(
+        TextColumn("{task.description:40s}"), BarColumn(), TimeRemainingColumn(), console=console, transient=True
+    )
 
     def start(label, total):
         task = bar.add_task(label, total=total)
@@ -666,16 +819,21 @@ def main(args):
     settle = SETTLE  # even --quick: one spinning library can slow the next a thousandfold
 
     env = environment(torch)
-    print(f"numnet {env['numnet']}, numpy {env['numpy']}, numba {env['numba']}, torch {env['torch']}; "
-          f"{env['processor']}, {env['cpu_count']} CPUs, threads: numba {env['numba_threads']}, "
-          f"torch {env['torch_threads']}; float32; median of {repeats} interleaved repeats"
-          + (" (--quick: small sizes, figures not meaningful)" if quick else ""), flush=True)
+    print(
+        f"numnet {env['numnet']}, numpy {env['numpy']}, numba {env['numba']}, torch {env['torch']}; "
+        f"{env['processor']}, {env['cpu_count']} CPUs, threads: numba {env['numba_threads']}, "
+        f"torch {env['torch_threads']}; float32; median of {repeats} interleaved repeats"
+        + (" (--quick: small sizes, figures not meaningful)" if quick else ""),
+        flush=True,
+    )
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     env["load_average_at_start"] = load
     if load > 0.5:
-        print(f"warning: load average {load:.2f}: other processes share the CPUs; the ratios "
-              "will vary from run to run", flush=True)
+        print(
+            f"warning: load average {load:.2f}: other processes share the CPUs; the ratios will vary from run to run",
+            flush=True,
+        )
     plan = []
     if device in ("cpu", "all"):
         plan.append(("cpu busy" if busy else "cpu", cpu_cases(torch, quick, busy), lambda: None))
@@ -690,8 +848,11 @@ def main(args):
             bandwidth = gpu_bandwidth(torch)
             env["gpu"] = torch.cuda.get_device_name()
             env["gpu_bandwidth_GBps"] = bandwidth
-            print(f"cuda: {env['gpu']}, peak memory bandwidth "
-                  f"{'unknown' if bandwidth is None else f'{bandwidth:.0f} GB/s'}; TF32 off", flush=True)
+            print(
+                f"cuda: {env['gpu']}, peak memory bandwidth "
+                f"{'unknown' if bandwidth is None else f'{bandwidth:.0f} GB/s'}; TF32 off",
+                flush=True,
+            )
             plan.append(("cuda", cuda_cases(torch, quick), torch.cuda.synchronize))
 
     spinner = None
@@ -705,8 +866,16 @@ def main(args):
         bar.start()
     try:
         for name, factories, sync in plan:
-            rows += run_cases(name, factories, repeats, block_seconds,
-                              settle if name.startswith("cpu") else {}, sync, start, stalls=busy)
+            rows += run_cases(
+                name,
+                factories,
+                repeats,
+                block_seconds,
+                settle if name.startswith("cpu") else {},
+                sync,
+                start,
+                stalls=busy,
+            )
     finally:
         if bar is not None:
             bar.stop()
@@ -715,20 +884,30 @@ def main(args):
 
     targets = check_targets(rows, bandwidth)
     print_table(rows, targets, console)
-    result = {"environment": env, "quick": quick, "repeats": repeats, "block_seconds": block_seconds,
-              "settle_seconds": settle, "rows": rows, "targets": targets}
+    result = {
+        "environment": env,
+        "quick": quick,
+        "repeats": repeats,
+        "block_seconds": block_seconds,
+        "settle_seconds": settle,
+        "rows": rows,
+        "targets": targets,
+    }
     if getattr(args, "json", None):
         timing.write_json(args.json, result)
     if getattr(args, "compare", False):
         kept_path = os.path.join(RESULTS, cpu_slug(env["processor"]) + ".json")
         if not os.path.exists(kept_path):
-            print(f"--compare: no kept result for this CPU ({kept_path}); keep one with "
-                  f"numnet bench --json {kept_path}")
+            print(
+                f"--compare: no kept result for this CPU ({kept_path}); keep one with numnet bench --json {kept_path}"
+            )
         else:
             with open(kept_path) as f:
                 slower = compare(result, json.load(f))
-            print(f"--compare against {kept_path}: " + ("no row more than 10% slower" if not slower else
-                  f"{len(slower)} rows more than 10% slower:"))
+            print(
+                f"--compare against {kept_path}: "
+                + ("no row more than 10% slower" if not slower else f"{len(slower)} rows more than 10% slower:")
+            )
             for line in slower:
                 print("  " + line)
     if getattr(args, "plot", None):

@@ -21,8 +21,10 @@ def run(clear):
     else:
         print(f"folder   {_jit.CACHE_ROOT}")
         print(f"         {_jit.describe_folder(_jit.CACHE_ROOT)}")
-        print("         (the first of $NUMNET_CACHE_DIR, $NUMBA_CACHE_DIR/numnet, ~/.cache/numnet and "
-              "a temp folder that numnet trusts and can write)")
+        print(
+            "         (the first of $NUMNET_CACHE_DIR, $NUMBA_CACHE_DIR/numnet, ~/.cache/numnet and "
+            "a temp folder that numnet trusts and can write)"
+        )
         if not any(current for *_, current in tags):
             print(f"current  {_jit.CACHE_TAG}: empty (nothing compiled yet)")
         for path, size, files, current in tags:
@@ -30,6 +32,8 @@ def run(clear):
             print(f"{label:<8} {path.name}: {_megabytes(size)} in {files} files, {_jit.describe_folder(path)}")
         print(f"total    {_megabytes(sum(size for _, size, _, _ in tags))}")
     if legacy_files:
-        print(f"left by an older numnet beside its sources: {_megabytes(legacy_size)} in {legacy_files} files "
-              "(numnet cache --clear removes them)")
+        print(
+            f"left by an older numnet beside its sources: {_megabytes(legacy_size)} in {legacy_files} files "
+            "(numnet cache --clear removes them)"
+        )
     return 0

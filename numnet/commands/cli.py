@@ -12,6 +12,7 @@ module of numnet/commands/ runs each subcommand.
 Only argparse is imported up front, so ``numnet --help`` answers at once; each command
 imports what it needs.
 """
+
 import argparse
 import sys
 
@@ -28,8 +29,12 @@ def build_parser():
         description="Replay the notebook cell by cell with numnet's generator and ops; "
         "tensors print exactly as torch prints them.",
     )
-    walk.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                      help="run the cells on the CPU kernels or the CUDA kernels (default: cpu)")
+    walk.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default="cpu",
+        help="run the cells on the CPU kernels or the CUDA kernels (default: cpu)",
+    )
     parity = commands.add_parser(
         "parity",
         help="every op of each path against torch, as a table (needs torch)",
@@ -37,8 +42,12 @@ def build_parser():
         "on random shapes and values, and numnet's generator against torch's. Prints a "
         "table; exits 0 only if every row passes.",
     )
-    parity.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
-                        help="which path to check; 'all' runs every path that can run here (default)")
+    parity.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "all"],
+        default="all",
+        help="which path to check; 'all' runs every path that can run here (default)",
+    )
     parity.add_argument("--seed", type=int, default=0, help="seed of the random cases (default: 0)")
 
     # -- bench (numnet/commands/bench.py) --
@@ -52,14 +61,24 @@ def build_parser():
     bench.add_argument("--quick", action="store_true", help="a few small sizes, a few seconds (for CI)")
     bench.add_argument("--plot", metavar="FILE.png", help="also draw a chart (needs matplotlib)")
     bench.add_argument("--json", metavar="FILE", help="also write the raw numbers as JSON")
-    bench.add_argument("--compare", action="store_true",
-                       help="list every row more than 10%% slower than the result kept for this CPU "
-                       "in benchmarks/results/<cpu-model>.json")
-    bench.add_argument("--busy", action="store_true",
-                       help="keep one CPU busy with another process while timing the CPU rows "
-                       "(a learner's laptop); adds each op's slowest single calls")
-    bench.add_argument("--device", choices=["cpu", "cuda", "all"], default="all",
-                       help="which path to time; 'all' times every path that can run here (default)")
+    bench.add_argument(
+        "--compare",
+        action="store_true",
+        help="list every row more than 10%% slower than the result kept for this CPU "
+        "in benchmarks/results/<cpu-model>.json",
+    )
+    bench.add_argument(
+        "--busy",
+        action="store_true",
+        help="keep one CPU busy with another process while timing the CPU rows "
+        "(a learner's laptop); adds each op's slowest single calls",
+    )
+    bench.add_argument(
+        "--device",
+        choices=["cpu", "cuda", "all"],
+        default="all",
+        help="which path to time; 'all' times every path that can run here (default)",
+    )
     # -- end bench --
 
     # -- train (numnet/commands/train.py) --
@@ -90,23 +109,36 @@ def build_parser():
         "8x8 digits bundled with scikit-learn (or MNIST IDX files you already have), "
         "with a held-out test split.",
     )
-    train.add_argument("--data", choices=["digits", "mnist"], default="digits",
-                       help="digits: scikit-learn's 1797 8x8 images, 20%% held out (default); "
-                       "mnist: the four IDX files in --path")
+    train.add_argument(
+        "--data",
+        choices=["digits", "mnist"],
+        default="digits",
+        help="digits: scikit-learn's 1797 8x8 images, 20%% held out (default); mnist: the four IDX files in --path",
+    )
     train.add_argument("--path", metavar="DIR", help="folder with the MNIST IDX files (--data mnist)")
     train.add_argument("--plot", metavar="FILE.png", help="also draw the loss and accuracy curves")
     train.add_argument("--epochs", type=_positive, default=20, help="passes over the training set (default: 20)")
     train.add_argument("--batch-size", type=_positive, default=64, help="images per SGD step (default: 64)")
     train.add_argument("--lr", type=_rate, default=0.1, help="learning rate (default: 0.1)")
     train.add_argument("--momentum", type=_rate, default=0.9, help="SGD momentum, torch's convention (default: 0.9)")
-    train.add_argument("--hidden", type=_widths, default=[64], metavar="N[,N...]",
-                       help="widths of the hidden layers (default: 64)")
-    train.add_argument("--activation", choices=["relu", "tanh", "sigmoid"], default="relu",
-                       help="activation of the hidden layers (default: relu)")
-    train.add_argument("--seed", type=int, default=0,
-                       help="seeds the weights (numnet.manual_seed), the split and the batches (default: 0)")
-    train.add_argument("--device", choices=["cpu", "cuda"], default="cpu",
-                       help="numnet's CPU kernels or numnet.cuda (default: cpu)")
+    train.add_argument(
+        "--hidden", type=_widths, default=[64], metavar="N[,N...]", help="widths of the hidden layers (default: 64)"
+    )
+    train.add_argument(
+        "--activation",
+        choices=["relu", "tanh", "sigmoid"],
+        default="relu",
+        help="activation of the hidden layers (default: relu)",
+    )
+    train.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seeds the weights (numnet.manual_seed), the split and the batches (default: 0)",
+    )
+    train.add_argument(
+        "--device", choices=["cpu", "cuda"], default="cpu", help="numnet's CPU kernels or numnet.cuda (default: cpu)"
+    )
     # -- end train --
 
     # -- gpu-report (numnet/commands/gpu_report.py) --

@@ -20,6 +20,7 @@ The timing (``measure``), as both commands' docstrings describe it:
 - a ratio whose repeats spread widely (interquartile range more than ``NOISY`` of their
   median) is marked noisy: a figure to measure again, not to quote.
 """
+
 import json
 import math
 import statistics
@@ -34,11 +35,14 @@ SETTLE = {"numpy": 0.12, "torch": 0.015, "numnet": 0.015}
 # their median.
 NOISY = 0.25
 
-NOISE_NOTE = (f"noisy: the ratio's repeats spread over more than {NOISY:.0%} of their median "
-              "(interquartile range): measure it again before you quote it")
+NOISE_NOTE = (
+    f"noisy: the ratio's repeats spread over more than {NOISY:.0%} of their median "
+    "(interquartile range): measure it again before you quote it"
+)
 
 
 # -- timing ----------------------------------------------------------------------------------
+
 
 def _block(fn, calls, sync):
     """Seconds per call of ``calls`` back-to-back calls (``sync`` waits for a GPU)."""
@@ -50,8 +54,9 @@ def _block(fn, calls, sync):
     return (time.perf_counter() - start) / calls
 
 
-def measure(calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None, tick=lambda: None,
-            calls_per_block=None):
+def measure(
+    calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None, tick=lambda: None, calls_per_block=None
+):
     """Time the competitors in ``calls`` (name -> zero-argument function, the first one the
     reference, numnet) side by side, as the module docstring says.
 
@@ -75,7 +80,7 @@ def measure(calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None
         time.sleep(settle.get(name, 0))
     times = {name: [] for name in names}
     for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
+        order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
         for name in order:
             calls[name]()  # wakes its worker threads, asleep since the settling pause
             times[name].append(_block(calls[name], per_block[name], sync))
@@ -98,9 +103,11 @@ def spread(values):
 def medians(timing):
     """From measure's result: {"median_time": name -> s, "median_ratio": name -> ratio,
     "noisy": [names whose ratio is noisy]}."""
-    return {"median_time": {n: statistics.median(t) for n, t in timing["times"].items()},
-            "median_ratio": {n: statistics.median(r) for n, r in timing["ratios"].items()},
-            "noisy": sorted(n for n, r in timing["ratios"].items() if spread(r) > NOISY)}
+    return {
+        "median_time": {n: statistics.median(t) for n, t in timing["times"].items()},
+        "median_ratio": {n: statistics.median(r) for n, r in timing["ratios"].items()},
+        "noisy": sorted(n for n, r in timing["ratios"].items() if spread(r) > NOISY),
+    }
 
 
 def rate(work, seconds):
@@ -109,6 +116,7 @@ def rate(work, seconds):
 
 
 # -- writing ---------------------------------------------------------------------------------
+
 
 def seconds(t):
     """3 significant digits with a unit: 1.23 ms, 45.6 us."""
@@ -132,8 +140,9 @@ def check_targets(targets, find, figure):
     for target in targets:
         row = find(target)
         measured = None if row is None else figure(target, row)
-        found.append({**target, "measured": measured,
-                      "met": None if measured is None else measured >= target["minimum"]})
+        found.append(
+            {**target, "measured": measured, "met": None if measured is None else measured >= target["minimum"]}
+        )
     return found
 
 
