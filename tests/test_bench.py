@@ -168,3 +168,42 @@ def test_compare_lists_rows_more_than_ten_percent_slower():
     slower = bench.compare(result(1.2, 1.05, 0.5), result(1.0, 1.0, 1.0))
     assert len(slower) == 1 and slower[0].startswith("cpu mm 0:") and "(+20%)" in slower[0]
     assert bench.cpu_slug("AMD EPYC 9R14 96-Core Processor") == "amd-epyc-9r14-96-core-processor"
+
+
+def test_cuda_rows_are_gpu_reports_cases_checked_against_the_cpu(monkeypatch):
+    """The GPU rows come from gpu-report's case builder (one builder for both commands) and
+    are checked, before any timing, against numnet's CPU op. In the simulator, on tiny sizes,
+    without torch on CUDA: a correct numnet.cuda passes, a wrong one is a mismatch."""
+    import numpy as np
+
+    import numnet.cuda
+    from numnet.commands import gpu_report
+
+    if not numnet.cuda.on_simulator():
+        pytest.skip("runs the GPU rows' checks in the simulator")
+    tiny = gpu_report.SIZES["tiny"]
+    plan = [
+        ("mm", tiny["mm"]),
+        ("sigmoid", tiny["sigmoid"]),
+        ("sigmoid kernel", tiny["sigmoid"]),
+        ("dot", tiny["dot"]),
+        ("linear", tiny["linear"]),
+        ("forward", tiny["forward"]),
+    ]
+    cases = [make() for make in bench.cuda_cases(None, quick=True, plan=plan)]
+    assert [c["op"] for c in cases] == [op for op, _ in plan]
+    for c in cases:
+        assert set(c["calls"]) == {"numnet"}  # no torch on CUDA here
+        c["calls"]["numnet"]()
+        assert (c["check"] is None) if c["op"] == "sigmoid kernel" else (c["check"]() is None), c["op"]
+
+    honest = numnet.cuda.mm
+
+    def wrong(a, b):
+        out = honest(a, b).copy_to_host()
+        out[0, 0] = out[0, 0] * np.float32(1.001) + np.float32(1e-3)
+        return numnet.cuda.ops.cuda.to_device(out)
+
+    monkeypatch.setattr(numnet.cuda, "mm", wrong)
+    mm_case = bench.cuda_cases(None, quick=True, plan=[("mm", tiny["mm"])])[0]()
+    assert mm_case["check"]().startswith("FAIL"), mm_case["check"]()

@@ -133,7 +133,7 @@ def test_a_wrong_kernel_fails_the_check(monkeypatch):
     if not SIMULATED:
         pytest.skip("simulator")
     rng = np.random.default_rng(0)
-    case = R.build_cases(R.SIZES["tiny"], None, rng)[4]()
+    case = R.build_cases(R.SIZES["tiny"], None, rng)["mm"]()
     assert case["op"] == "mm"
     honest = case["gpu"]
 
@@ -143,7 +143,7 @@ def test_a_wrong_kernel_fails_the_check(monkeypatch):
         return out
 
     case["gpu"] = off_by_a_little
-    row = R.run_case(case, R._references(None), lambda: None, 0, 0, {})
+    row = R.run_case(case, R.references(None), lambda: None, 0, 0, {})
     assert row["cpu_ok"] is False and row["vs_cpu"].startswith("FAIL"), row
     assert row["differ_from_cpu"] == 1 and row["elements"] == 400
 
@@ -153,7 +153,7 @@ def test_one_ulp_passes_the_tolerance_but_not_the_count():
     and still counted, and the report's exit code says so."""
     if not SIMULATED:
         pytest.skip("simulator")
-    case = R.build_cases(R.SIZES["tiny"], None, np.random.default_rng(0))[4]()
+    case = R.build_cases(R.SIZES["tiny"], None, np.random.default_rng(0))["mm"]()
     honest = case["gpu"]
 
     def one_ulp_off():
@@ -162,7 +162,7 @@ def test_one_ulp_passes_the_tolerance_but_not_the_count():
         return out
 
     case["gpu"] = one_ulp_off
-    row = R.run_case(case, R._references(None), lambda: None, 0, 0, {})
+    row = R.run_case(case, R.references(None), lambda: None, 0, 0, {})
     assert row["cpu_ok"] is True and row["differ_from_cpu"] == 1 and row["identical_expected"], row
     assert "(0 expected): FAIL" in R.differ_cell(row)
 

@@ -379,111 +379,47 @@ def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
     return {"numnet": numnet_step, "torch": torch_step, "check": check}
 
 
-def cuda_cases(torch, quick):
-    """Factories of the GPU rows: numnet.cuda and torch on the same torch CUDA tensors."""
-    from numba import cuda
+# The GPU rows: (op, size) of numnet gpu-report's cases (numnet/commands/gpu_report.py).
+CUDA_PLAN = {
+    "quick": [("mm", 64), ("sigmoid", 10**4), ("dot", 10**4), ("linear", (64, 32, 16)), ("forward", (64, 32, 16, 4))],
+    "full": [
+        ("mm", 1024),
+        ("mm", 4096),
+        ("sigmoid", 10**6),
+        ("sigmoid", 10**8),
+        ("sigmoid kernel", 10**8),
+        ("dot", 10**7),
+        ("linear", (4096, 784, 256)),
+        ("forward", (4096, 784, 256, 10)),
+    ],
+}
 
-    import numnet.cuda
-    from numnet.cuda import kernels as G
-    from numnet.cuda import ops as GO
 
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    gpu = {"device": "cuda", "dtype": torch.float32}
+def cuda_cases(torch, quick, plan=None):
+    """Factories of the GPU rows, built by gpu-report's case builder: numnet.cuda on GPU
+    arrays and torch on views of the same memory, TF32 off. The check before timing is
+    gpu-report's: numnet.cuda against numnet's CPU op (and torch) within numnet.testing's
+    tolerances. ``plan``: [(op, size), ...], CUDA_PLAN's by default."""
+    from numnet.commands import gpu_report
 
-    def randn(*shape, scale=1.0):
-        return torch.randn(*shape, generator=gen, **gpu) * scale
+    rng = np.random.default_rng(0)
+    refs = gpu_report.references(torch)
 
-    def host(out):
-        return torch.as_tensor(out, device="cuda").cpu().numpy()
+    def make(op, size):
+        case = gpu_report.build_cases({"sigmoid" if op == "sigmoid kernel" else op: size}, torch, rng)[op]()
+        calls = {"numnet": case["time_numnet"]}
+        if case["time_torch"] is not None:
+            calls["torch"] = case["time_torch"]
 
-    def mm(n):
-        a, b = randn(n, n), randn(n, n)
-        calls = {"numnet": lambda: numnet.cuda.mm(a, b), "torch": lambda: torch.mm(a, b)}
-        return _case(
-            "mm",
-            f"{n}x{n} @ {n}x{n}",
-            2 * n**3,
-            "GFLOP/s",
-            calls,
-            lambda: _close(host(numnet.cuda.mm(a, b)), torch.mm(a, b).cpu(), atol=1e-3 * math.sqrt(n)),
-        )
+        def check():
+            row = gpu_report.check_case(case, refs)
+            failed = [row[k] for k in ("vs_cpu", "vs_torch") if row.get(k, "ok").startswith("FAIL")]
+            return "; ".join(failed) or None
 
-    def sigmoid(n):
-        x = randn(n, scale=4.0)
-        calls = {"numnet": lambda: numnet.cuda.sigmoid(x), "torch": lambda: torch.sigmoid(x)}
-        return _case(
-            "sigmoid",
-            count(n),
-            8 * n,
-            "GB/s",
-            calls,
-            lambda: _close(host(numnet.cuda.sigmoid(x)), torch.sigmoid(x).cpu(), atol=1e-6),
-        )
+        return _case(op, case["size"], case["work"], case["unit"], calls, check if "gpu" in case else None)
 
-    def sigmoid_kernel(n):
-        """The kernel alone on preallocated arrays: what the op costs without its Python."""
-        x = randn(n, scale=4.0)
-        xd, out = cuda.as_cuda_array(x), cuda.device_array(n, np.float32)
-        launch = GO.launch(G.sigmoid_kernel, GO.launch_shape(n))
-        y = torch.empty_like(x)
-        calls = {"numnet": lambda: launch(xd, out), "torch": lambda: torch.sigmoid(x, out=y)}
-        return _case("sigmoid kernel", count(n), 8 * n, "GB/s", calls)
-
-    def dot(n):
-        a, b = randn(n), randn(n)
-        calls = {"numnet": lambda: numnet.cuda.dot(a, b), "torch": lambda: torch.dot(a, b)}
-        return _case(
-            "dot",
-            count(n),
-            8 * n,
-            "GB/s",
-            calls,
-            lambda: _close(host(numnet.cuda.dot(a, b)), torch.dot(a, b).cpu(), atol=1e-2),
-        )
-
-    def linear(shape):
-        n, k, m = shape
-        x, W, b = randn(n, k), randn(k, m, scale=k**-0.5), randn(m)
-        calls = {"numnet": lambda: numnet.cuda.linear(x, W, b), "torch": lambda: torch.addmm(b, x, W)}
-        return _case(
-            "linear",
-            f"{n}x{k} -> {m}",
-            2 * n * k * m,
-            "GFLOP/s",
-            calls,
-            lambda: _close(host(numnet.cuda.linear(x, W, b)), torch.addmm(b, x, W).cpu()),
-        )
-
-    def forward(shape):
-        n, *widths = shape
-        x = randn(n, widths[0])
-        layers = [(randn(i, o, scale=i**-0.5), randn(o)) for i, o in zip(widths, widths[1:])]
-        calls = {"numnet": lambda: numnet.cuda.forward(x, layers), "torch": lambda: torch_forward(torch, x, layers)}
-        flops = 2 * n * sum(i * o for i, o in zip(widths, widths[1:]))
-        size = f"{n}x{widths[0]} -> " + " -> ".join(map(str, widths[1:]))
-        return _case(
-            "forward",
-            size,
-            flops,
-            "GFLOP/s",
-            calls,
-            lambda: _close(host(numnet.cuda.forward(x, layers)), torch_forward(torch, x, layers).cpu()),
-        )
-
-    if quick:
-        plan = [(mm, 64), (sigmoid, 10**4), (dot, 10**4), (linear, (64, 32, 16)), (forward, (64, 32, 16, 4))]
-    else:
-        plan = [
-            (mm, 1024),
-            (mm, 4096),
-            (sigmoid, 10**6),
-            (sigmoid, 10**8),
-            (sigmoid_kernel, 10**8),
-            (dot, 10**7),
-            (linear, (4096, 784, 256)),
-            (forward, (4096, 784, 256, 10)),
-        ]
-    return [lambda make=make, size=size: make(size) for make, size in plan]
+    plan = plan or CUDA_PLAN["quick" if quick else "full"]
+    return [lambda op=op, size=size: make(op, size) for op, size in plan]
 
 
 def run_cases(device, factories, repeats, block_seconds, settle, sync, progress, stalls=False):

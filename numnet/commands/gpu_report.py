@@ -188,7 +188,7 @@ def device_info(torch=None):
 # -- the cases ----------------------------------------------------------------------------
 
 
-def _references(torch):
+def references(torch):
     """Float64 matmul and sigmoid for the tolerances' scales (numnet.testing.op_tolerance):
     torch's on the CPU when torch is here, else numnet's own CPU kernels in float64."""
     if torch is not None:
@@ -226,9 +226,10 @@ def _network_flops(n, widths, backward=False):
 
 
 def build_cases(sizes, torch, rng):
-    """The report's rows before they run, as functions that each build one (so that only
-    one row's arrays live at a time): a dict with op, size, unit, work (bytes or FLOPs of
-    one call) and the functions that compute, compare and time it."""
+    """The report's rows before they run, as {op: a function that builds its row} (so that
+    only one row's arrays live at a time; each reads only its own entry of ``sizes``): a
+    dict with op, size, unit, work (bytes or FLOPs of one call) and the functions that
+    compute, compare and time it. ``numnet bench --device cuda`` times the same cases."""
     from numba import cuda
 
     import numnet.cuda as gpu
@@ -483,19 +484,19 @@ def build_cases(sizes, torch, rng):
         row["torch_ulp"] = 1  # torch's CUDA step may or may not fuse p - lr * buf into one rounding
         return row
 
-    return [
-        sigmoid,
-        sigmoid_kernel,
-        dot,
-        neuron,
-        mm,
-        linear,
-        forward,
-        lambda: rows_op("log_softmax"),
-        lambda: rows_op("softmax"),
-        loss_and_grads,
-        sgd,
-    ]
+    return {
+        "sigmoid": sigmoid,
+        "sigmoid kernel": sigmoid_kernel,
+        "dot": dot,
+        "neuron": neuron,
+        "mm": mm,
+        "linear": linear,
+        "forward": forward,
+        "log_softmax": lambda: rows_op("log_softmax"),
+        "softmax": lambda: rows_op("softmax"),
+        "loss_and_grads": loss_and_grads,
+        "SGD.step": sgd,
+    }
 
 
 # -- running them -----------------------------------------------------------------------------
@@ -530,8 +531,10 @@ def _verdict(outputs, expected, tolerances, name, ulp=None):
     return ok, f"ok, max {worst_ulp} ULP"
 
 
-def run_case(case, refs, sync, repeats, block_seconds, peaks):
-    """Check and time one case; returns its row (plain data, for the table and the JSON)."""
+def check_case(case, refs):
+    """The row's checks: how many elements differ from the CPU's, and numnet.cuda against
+    the CPU and torch within numnet.testing's tolerances (a case that is only timed, such
+    as the sigmoid kernel, has none)."""
     row = {k: case[k] for k in ("op", "size", "unit", "work")}
     if "note" in case:
         row["note"] = case["note"]
@@ -545,6 +548,12 @@ def run_case(case, refs, sync, repeats, block_seconds, peaks):
             row["torch_ok"], row["vs_torch"] = _verdict(
                 got, case["torch"](), tolerances, f"{case['op']} vs torch", ulp=case.get("torch_ulp")
             )
+    return row
+
+
+def run_case(case, refs, sync, repeats, block_seconds, peaks):
+    """Check and time one case; returns its row (plain data, for the table and the JSON)."""
+    row = check_case(case, refs)
     if not repeats:  # correctness only (the tests, in the simulator)
         return row
     calls = {"numnet": case["time_numnet"]}
@@ -685,9 +694,9 @@ def report(
     print(f"  peak memory bandwidth: {device['bandwidth_how']}", file=out)
     print(f"  peak float32:          {device['fp32_how']}", file=out, flush=True)
     peaks = {"GB/s": device["bandwidth_GBps"], "GFLOP/s": device["fp32_GFLOPs"]}
-    refs = _references(torch)
+    refs = references(torch)
     rows = []
-    for make in build_cases(SIZES[size], torch, np.random.default_rng(0)):
+    for make in build_cases(SIZES[size], torch, np.random.default_rng(0)).values():
         case = make()
         print(f"  {case['op']} {case['size']} ...", file=sys.stderr, flush=True)
         try:
