@@ -4,8 +4,9 @@ Every figure is measured the same way, side by side in this one process:
 
 - each competitor computes the same op on the same data: numnet on numpy arrays, torch
   on tensors that share their memory (``torch.from_numpy``), numpy as one writes it by
-  hand (``a @ b``, ``1 / (1 + np.exp(-x))``); on a GPU, numnet.cuda and torch on the
-  same torch CUDA tensors (numnet.cuda reads them without a copy), TF32 off;
+  hand (``a @ b``, ``1 / (1 + np.exp(-x))``); on a GPU, gpu-report's cases
+  (numnet/commands/gpu_report.py): numnet.cuda on GPU arrays and torch on views of the
+  same memory, TF32 off, checked against numnet's CPU op within numnet.testing's bounds;
 - before timing, each is called until it has compiled and warmed its caches, and the
   results are compared (a competitor that computes something else is not timed: the
   row says MISMATCH and the command exits 1);

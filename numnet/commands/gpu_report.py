@@ -2,6 +2,9 @@
 
 For each op, on data that lives on the GPU, float32:
 
+- **identical?** how many elements of numnet.cuda's result differ, bit for bit, from
+  numnet's CPU op on the same inputs: 0 expected for the ops in IDENTICAL (a difference
+  fails the report), dot and neuron counted only (the GPU sums in a tree);
 - **correct?** numnet.cuda's result against numnet's CPU result and against torch on the
   same GPU tensors, within numnet.testing's tolerance for that op (sum bounds, ULPs);
 - **how fast?** numnet.cuda's median time per call, the rate it achieves (GB/s for the
@@ -10,9 +13,11 @@ For each op, on data that lives on the GPU, float32:
   the ratio torch's time / numnet's (above 1: numnet is faster). torch's products run in
   true float32: TF32 off.
 
-Times: after two warm-up calls (compilation), numnet and torch are timed in alternating
-blocks of back-to-back calls (about ``block_seconds`` each), each block ended by a device
-synchronise; the median over the repeats. Then the targets of issue 13 are checked, and
+Times: numnet and torch are timed side by side by numnet/commands/timing.py, the core
+``numnet bench`` uses: two warm-up calls (compilation), then interleaved blocks of
+back-to-back calls (about ``block_seconds`` each, the order rotating, each started with
+an untimed call) between device synchronises; the medians over the repeats, and a
+torch/numnet ratio marked noisy when its repeats spread widely. Then the targets of issue 13 are checked, and
 ``numnet train --device cuda``'s accuracy on the digits (when scikit-learn is present).
 
 The device's peaks come from its attributes, as the CUDA samples compute them: memory
@@ -687,7 +692,7 @@ def report(
         f"numnet gpu-report: {device['name']}, compute capability "
         f"{'.'.join(map(str, device['compute_capability'] or ())) or '?'}; numba {env['numba']}"
         f"{', torch ' + env['torch'] + ' (TF32 off)' if torch is not None else ''}; float32; "
-        f"median of {repeats} alternating blocks",
+        f"median of {repeats} interleaved repeats",
         file=out,
         flush=True,
     )
