@@ -2,11 +2,12 @@
 
 Run: python -m benchmarks.bench_forward  (needs torch: pip install -e '.[test]')
 
-Timed by numnet.bench.measure, as every row of ``numnet bench``: each repeat times a
+Timed by numnet.commands.bench.measure, as every row of ``numnet bench``: each repeat times a
 block of calls of numnet, then of each other, interleaved in the same process, and
 records each one's ratio to numnet; the median ratio over the repeats is reported, so
 that a noisy neighbour slowing one block shifts one ratio, not the result.
 """
+
 import argparse
 import statistics
 
@@ -22,7 +23,7 @@ def main(argv=None):
     import torch
 
     import numnet
-    from numnet import bench
+    from numnet.commands import bench
 
     x, tlayers = bench.notebook_network(torch)
     (W1, B1), (W2, B2) = tlayers
@@ -32,15 +33,26 @@ def main(argv=None):
     fns = {
         "numnet.forward": lambda: numnet.forward(xn, layers),
         "torch eager (addmm + sigmoid)": lambda: bench.torch_forward(torch, x, tlayers),
-        "torch as in the notebook": lambda: 1 / (1 + torch.exp(-(torch.mm(
-            1 / (1 + torch.exp(-(torch.mm(x, W1) + B1))), W2) + B2))),
-        "numpy (np.dot, for scale)": lambda: 1 / (1 + np.exp(-(np.dot(
-            1 / (1 + np.exp(-(np.dot(xn, layers[0][0]) + layers[0][1]))), layers[1][0]) + layers[1][1]))),
+        "torch as in the notebook": lambda: (
+            1 / (1 + torch.exp(-(torch.mm(1 / (1 + torch.exp(-(torch.mm(x, W1) + B1))), W2) + B2)))
+        ),
+        "numpy (np.dot, for scale)": lambda: (
+            1
+            / (
+                1
+                + np.exp(
+                    -(np.dot(1 / (1 + np.exp(-(np.dot(xn, layers[0][0]) + layers[0][1]))), layers[1][0]) + layers[1][1])
+                )
+            )
+        ),
     }
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}; "
-          f"median of {args.repeats} interleaved repeats of {args.calls} calls")
-    timing = bench.measure(fns, args.repeats, calls_per_block=args.calls,
-                           settle={"numpy (np.dot, for scale)": bench.SETTLE["numpy"]})
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}; "
+        f"median of {args.repeats} interleaved repeats of {args.calls} calls"
+    )
+    timing = bench.measure(
+        fns, args.repeats, calls_per_block=args.calls, settle={"numpy (np.dot, for scale)": bench.SETTLE["numpy"]}
+    )
     for name in fns:
         seconds = statistics.median(timing["times"][name])
         ratio = statistics.median(timing["ratios"][name])

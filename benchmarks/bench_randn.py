@@ -2,10 +2,11 @@
 
 Prints the median over interleaved repeats of each one's time for one call, and the
 ratio torch_time / numnet_time (>= 1 means numnet is at least as fast). Needs torch.
-Timed by numnet.bench.measure, as every row of ``numnet bench``.
+Timed by numnet.commands.bench.measure, as every row of ``numnet bench``.
 
     python benchmarks/bench_randn.py [--n 1000000] [--repeats 31] [--dtype float32]
 """
+
 import argparse
 import statistics
 
@@ -22,7 +23,7 @@ def main(argv=None):
     import torch
 
     import numnet.random as nr
-    from numnet import bench
+    from numnet.commands import bench
 
     np_dtype, torch_dtype = np.dtype(args.dtype), getattr(torch, args.dtype)
     ours = lambda: nr.randn(args.n, dtype=np_dtype)  # noqa: E731
@@ -34,8 +35,10 @@ def main(argv=None):
     timing = bench.measure({"numnet": ours, "torch": theirs}, args.repeats, calls_per_block=1, settle={})
     m_ours, m_theirs = (statistics.median(timing["times"][n]) for n in ("numnet", "torch"))
     ratio = statistics.median(timing["ratios"]["torch"])
-    print(f"randn({args.n}) {args.dtype}: numnet {m_ours * 1e3:.3f} ms, torch {m_theirs * 1e3:.3f} ms "
-          f"(torch threads: {torch.get_num_threads()}, median of {args.repeats})")
+    print(
+        f"randn({args.n}) {args.dtype}: numnet {m_ours * 1e3:.3f} ms, torch {m_theirs * 1e3:.3f} ms "
+        f"(torch threads: {torch.get_num_threads()}, median of {args.repeats})"
+    )
     print(f"speed ratio torch_time/numnet_time = {ratio:.2f}x (target >= 0.5)")
 
 

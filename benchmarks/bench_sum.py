@@ -6,6 +6,7 @@ Each repeat calls numnet, torch and numpy once each, in turn (interleaved), afte
 warm-up; the medians are reported with the machine's load and CPU, and whether
 numnet's result is torch's, bit for bit (torch.get_num_threads() threads).
 """
+
 import argparse
 import os
 import statistics
@@ -39,7 +40,11 @@ def main(argv=None):
     x = np.random.default_rng(0).standard_normal(args.n).astype(np.float32)
     t = torch.from_numpy(x)
     threads = torch.get_num_threads()
-    calls = {"numnet": lambda: numnet.sum(x, torch_threads=threads), "torch": lambda: torch.sum(t), "numpy": lambda: np.sum(x)}
+    calls = {
+        "numnet": lambda: numnet.sum(x, torch_threads=threads),
+        "torch": lambda: torch.sum(t),
+        "numpy": lambda: np.sum(x),
+    }
     for call in calls.values():
         call()
     times = {name: [] for name in calls}
@@ -50,13 +55,17 @@ def main(argv=None):
             times[name].append(time.perf_counter() - start)
         time.sleep(0.01)
     same = numnet.sum(x, torch_threads=torch.get_num_threads()).tobytes() == torch.sum(t).numpy().tobytes()
-    print(f"sum of {args.n} float32, median of {args.repeats} interleaved calls; {cpu_name()}, "
-          f"load {os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}")
+    print(
+        f"sum of {args.n} float32, median of {args.repeats} interleaved calls; {cpu_name()}, "
+        f"load {os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}"
+    )
     ours = statistics.median(times["numnet"])
     for name, ts in times.items():
         median = statistics.median(ts)
-        print(f"  {name:7} {median * 1e3:7.2f} ms  {4 * args.n / median / 1e9:6.1f} GB/s  "
-              f"their time / numnet's: {median / ours:.2f}")
+        print(
+            f"  {name:7} {median * 1e3:7.2f} ms  {4 * args.n / median / 1e9:6.1f} GB/s  "
+            f"their time / numnet's: {median / ours:.2f}"
+        )
     print(f"  numnet's bits are torch.sum's: {same}")
 
 

@@ -12,6 +12,7 @@ float32) on one thread and on all of them:
 
 With --busy, a process spinning on one CPU runs alongside (a learner's laptop).
 """
+
 import statistics
 import sys
 import time
@@ -39,14 +40,18 @@ def main():
     busy = "--busy" in sys.argv
     spinner = None
     if busy:
-        from numnet.bench import start_busy_core
+        from numnet.commands.bench import start_busy_core
 
         spinner = start_busy_core()
     rng = np.random.default_rng(0)
     threads = K.THREADS
-    print(f"numnet's blocked product, float32, 1 vs {threads} threads; median us per call"
-          + (" (one CPU kept busy by another process)" if busy else ""))
-    print(f"{'size':>18} {'MACs':>8} {'burst 1':>9} {'burst ' + str(threads):>9} {'alone 1':>9} {'alone ' + str(threads):>9}")
+    print(
+        f"numnet's blocked product, float32, 1 vs {threads} threads; median us per call"
+        + (" (one CPU kept busy by another process)" if busy else "")
+    )
+    print(
+        f"{'size':>18} {'MACs':>8} {'burst 1':>9} {'burst ' + str(threads):>9} {'alone 1':>9} {'alone ' + str(threads):>9}"
+    )
     try:
         for n, k, m in SIZES:
             x = rng.standard_normal((n, k), np.float32)
@@ -57,8 +62,13 @@ def main():
             row = []
             for idle in (0.0, 0.05):
                 for t in (1, threads):
-                    row.append(median_seconds(lambda: K.linear_act_kernel(x, W, b, out, K.IDENTITY, t),
-                                              calls if not idle else min(calls, 20), idle))
+                    row.append(
+                        median_seconds(
+                            lambda x=x, W=W, b=b, out=out, t=t: K.linear_act_kernel(x, W, b, out, K.IDENTITY, t),
+                            calls if not idle else min(calls, 20),
+                            idle,
+                        )
+                    )
             print(f"{f'{n}x{k} @ {k}x{m}':>18} {n * k * m / 1e6:>7.2g}M " + " ".join(f"{s * 1e6:>9.0f}" for s in row))
     finally:
         if spinner is not None:

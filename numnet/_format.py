@@ -15,6 +15,8 @@ and printed with Python's ``format``, so rounding is Python's, on the exact valu
 """
 import numpy as np
 
+from numnet._typing import ArrayLike
+
 PRECISION = 4
 THRESHOLD = 1000  # more elements than this: print only EDGEITEMS at each end of each dim
 EDGEITEMS = 3
@@ -22,7 +24,7 @@ LINEWIDTH = 80
 PREFIX = "tensor("
 
 
-def format_tensor(a):
+def format_tensor(a: ArrayLike) -> str:
     """The string torch prints for the float32/float64 array ``a``.
 
     Array-likes go through ``np.asarray``, so Python floats arrive as float64 (and print

@@ -230,7 +230,7 @@ def _tag_folder_ready(make):
     return True
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _file_digest(path):
     """For a function compiled with numnet's jit outside the package: its file's hash."""
     try:
@@ -526,7 +526,7 @@ def clear_cache():
 # -- threads -----------------------------------------------------------------------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def start_threading_layer():
     """Load numba's threading layer (once): before any numnet code comes from the cache."""
     numba.get_num_threads()
@@ -591,7 +591,7 @@ _numba_count = threading.local()  # what this Python thread last gave numba.set_
 # numba's GNU OpenMP workers spin for a few milliseconds after a parallel region, then
 # sleep; waking a sleeping one took 1.5-9 ms here (a virtual machine's idle CPU), 30 times
 # the 64x784 @ 784x128 product it was woken for. Measured: a threaded call 5 ms after the
-# last one took its usual 0.17 ms, 10 ms after it 3 ms (numnet/bench.py, README).
+# last one took its usual 0.17 ms, 10 ms after it 3 ms (numnet/commands/bench.py, README).
 WARM_SECONDS = 0.005
 
 

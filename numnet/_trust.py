@@ -61,7 +61,7 @@ def _group_id():
         raise Untrusted(f"{GROUP_VARIABLE}={name} names no group on this machine") from None
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _is_member(uid, gid):
     """Whether user ``uid`` belongs to group ``gid`` (as its primary group or listed)."""
     try:

@@ -18,6 +18,7 @@ import numpy as np
 from numnet import _checks as C
 from numnet import backward_kernels as BK
 from numnet import kernels as K
+from numnet._typing import Activation, Array, ArrayLike, Grads, Layers, Loss
 
 MSE, CROSS_ENTROPY = 0, 1  # positions in numnet._checks.LOSSES
 
@@ -33,7 +34,7 @@ def _rows(op, x):
     return np.ascontiguousarray(x).reshape(rows, c), shape
 
 
-def log_softmax(x):
+def log_softmax(x: ArrayLike) -> Array:
     """log(softmax(x)) over the last axis: x - max(x) - log(sum(e^(x - max(x)))).
 
     Same shape and dtype as x (float32 or float64, any number of dimensions; 0-d gives
@@ -53,7 +54,7 @@ def log_softmax(x):
     return out.reshape(shape)
 
 
-def softmax(x):
+def softmax(x: ArrayLike) -> Array:
     """e^x / sum(e^x) over the last axis, computed stably as e^(x - max(x)) / sum(...).
 
     Same shape and dtype as x; each row sums to 1 within rounding.
@@ -93,7 +94,8 @@ def read_network(op, x, target, layers, hidden, output, loss, read):
     return x, target, pairs, dtype, hidden, output, loss
 
 
-def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="mse"):
+def loss_and_grads(x: ArrayLike, target: ArrayLike, layers: Layers, hidden: Activation = "sigmoid",
+                   output: Activation = "sigmoid", loss: Loss = "mse") -> tuple[Array, Grads]:
     """The loss of ``forward(x, layers, hidden, output)`` against ``target``, and its
     gradients: ``loss, grads = loss_and_grads(...)`` with grads = [(dW1, db1), ...] shaped
     like layers and loss a 0-d array, all of x's dtype.
@@ -162,7 +164,7 @@ class SGD:
     >>> loss, grads = numnet.loss_and_grads(x, target, layers); opt.step(grads)
     """
 
-    def __init__(self, layers, lr, momentum=0.0):
+    def __init__(self, layers: Layers, lr: float, momentum: float = 0.0) -> None:
         op = "numnet.SGD"
         try:
             self.lr, self.momentum = C.check_sgd_settings(op, lr, momentum)
@@ -174,7 +176,7 @@ class SGD:
         self._fused = _fused_arrays(self.layers)  # for train_step; None: it takes two calls
         self._codes = {}
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> None:
         """p -= lr * buf for every W and b, buf the momentum buffer (or the gradient)."""
         op = "numnet.SGD.step"
         try:
@@ -197,7 +199,8 @@ class SGD:
             BK.sgd_kernel(p, g, buf, lr, momentum, first)
 
 
-    def train_step(self, x, target, hidden="sigmoid", output="sigmoid", loss="mse"):
+    def train_step(self, x: ArrayLike, target: ArrayLike, hidden: Activation = "sigmoid",
+                   output: Activation = "sigmoid", loss: Loss = "mse") -> Array:
         """One training step: ``loss, grads = loss_and_grads(x, target, layers, hidden,
         output, loss); self.step(grads)``, returning the loss; the same bits, in one
         compiled call where it can (no Python between the kernels, gradients in scratch

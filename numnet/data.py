@@ -42,7 +42,7 @@ def _open(path):
     return gzip.open(path, "rb") if str(path).endswith(".gz") else open(path, "rb")
 
 
-def read_idx(path):
+def read_idx(path: str | os.PathLike) -> np.ndarray:
     """The array stored in the IDX file ``path`` (gzipped when the name ends in .gz), in
     native byte order.
 
@@ -68,7 +68,7 @@ def read_idx(path):
     return np.frombuffer(data, dtype, offset=header).reshape(shape).astype(dtype.newbyteorder("="))
 
 
-def write_idx(path, array):
+def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     """Write ``array`` to ``path`` in the IDX format (gzipped when the name ends in .gz).
     dtypes: uint8, int8, int16, int32, float32, float64."""
     array = np.asarray(array)
@@ -101,7 +101,7 @@ def _images(array, path):
     return (array.reshape(array.shape[0], -1).astype(np.float32) / scale).astype(np.float32)
 
 
-def load_mnist(directory):
+def load_mnist(directory: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """MNIST from its four IDX files in ``directory`` (train-images-idx3-ubyte,
     train-labels-idx1-ubyte, t10k-images-idx3-ubyte, t10k-labels-idx1-ubyte, plain or
     .gz): (x_train (60000, 784) float32 in [0, 1], y_train int64, x_test, y_test).
@@ -121,7 +121,7 @@ def load_mnist(directory):
     return tuple(out)
 
 
-def load_digits(test_fraction=0.2, seed=0):
+def load_digits(test_fraction: float = 0.2, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The 1797 8x8 handwritten digits bundled with scikit-learn, split at random (with
     ``seed``) into a training set and a held-out test set of ``test_fraction`` of them,
     stratified so that each digit keeps its share in both: (x_train (n, 64) float32

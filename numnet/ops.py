@@ -11,9 +11,10 @@ from numnet import _checks as C
 from numnet import kernels as K
 from numnet import sums as S
 from numnet._jit import jit
+from numnet._typing import Activation, Array, ArrayLike, DTypeLike, Layers
 
 
-def sigmoid(x):
+def sigmoid(x: ArrayLike) -> Array:
     """sigma(x) = 1 / (1 + e^-x), elementwise; same shape and dtype as x.
 
     >>> numnet.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))
@@ -39,7 +40,7 @@ def _torch_threads(op, torch_threads):
     return int(torch_threads)
 
 
-def sum(x, torch_threads=None):
+def sum(x: ArrayLike, torch_threads: int | None = None) -> Array:
     """The sum of every element of x: a 0-d array of its dtype, bit for bit torch.sum(x).
 
     Added in the order of torch 2.13's CPU kernel on x86-64 (``numnet.sums`` draws it;
@@ -64,7 +65,7 @@ def sum(x, torch_threads=None):
     return np.array(total, dtype=x.dtype)
 
 
-def sum_order(dtype=np.float32):
+def sum_order(dtype: DTypeLike = np.float32) -> dict:
     """Which of torch's summation orders numnet.sum and numnet.dot reproduce here, as a
     dict: the CPU capability torch would pick and why, the vector lanes, the accumulators,
     the cascade's levels, the grain from which torch splits a sum, its thread count.
@@ -75,7 +76,7 @@ def sum_order(dtype=np.float32):
     return S.order(dtype)
 
 
-def dot(a, b, torch_threads=None):
+def dot(a: ArrayLike, b: ArrayLike, torch_threads: int | None = None) -> Array:
     """sum(a * b) over all elements of two same-shape arrays: a 0-d array of their dtype.
 
     The notebook's ``torch.sum(features * weights)``, bit for bit: each product rounded
@@ -99,7 +100,7 @@ def dot(a, b, torch_threads=None):
     return np.array(total, dtype=a.dtype)
 
 
-def mm(a, b):
+def mm(a: ArrayLike, b: ArrayLike) -> Array:
     """The matrix product a @ b.  a: (n, k) @ b: (k, m) -> (n, m).
 
     The notebook's ``torch.mm(features, weights.view(5, 1))``.
@@ -122,7 +123,7 @@ def mm(a, b):
     return out
 
 
-def neuron(x, w, b):
+def neuron(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> Array:
     """sigma(sum(x * w) + b): one neuron's output, shaped like its bias b (one value).
 
     The notebook's ``activation(torch.sum(features * weights) + bias)`` (output1); the
@@ -147,7 +148,7 @@ def neuron(x, w, b):
     return out
 
 
-def linear(x, W, b):
+def linear(x: ArrayLike, W: ArrayLike, b: ArrayLike) -> Array:
     """x @ W + b.  x: (n, k) @ W: (k, m) + b: (m,) or (1, m) -> (n, m).
 
     The notebook's ``torch.mm(features, W1) + B1``.
@@ -205,7 +206,7 @@ def _forward_by_layers(x, pairs, out, hidden, output):
 _SIGMOID = C.ACTIVATIONS.index("sigmoid")
 
 
-def forward(x, layers, hidden="sigmoid", output="sigmoid"):
+def forward(x: ArrayLike, layers: Layers, hidden: Activation = "sigmoid", output: Activation = "sigmoid") -> Array:
     """f_out(... f(f(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), in one compiled call.
 
     layers: a sequence of (W, b) pairs, W: (n_in, n_out), b: (n_out,) or (1, n_out).

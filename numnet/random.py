@@ -38,6 +38,7 @@ import numpy as np
 
 from numnet._jit import jit
 from numnet._llvm import float_bits, float_from_bits, fma
+from numnet._typing import Array, ArrayLike, DTypeLike
 
 _N, _M = 624, 397  # mt19937: state words, twist offset
 _MATRIX_A = np.uint32(0x9908B0DF)
@@ -373,14 +374,14 @@ class Generator:
     torch.Generator() instead starts from the fixed seed 67280421310721).
     """
 
-    def __init__(self, seed=None):
+    def __init__(self, seed: int | None = None) -> None:
         self._mt = np.empty(_N, np.uint32)  # mt19937 words
         self._pos = np.empty(2, np.int64)  # [left, next] as torch counts them
         self._cache = np.zeros(2)  # [valid, value]: torch's next double normal sample
         self._float_cache = None  # torch's next float normal sample: unused by randn, kept for states
         self.manual_seed(int.from_bytes(os.urandom(8), "little") if seed is None else seed)
 
-    def manual_seed(self, seed):
+    def manual_seed(self, seed: int) -> "Generator":
         """Seed mt19937 with the low 32 bits of seed (ints in [-2**63, 2**64)); clear the cache."""
         self._seed = _seed64(seed)
         _init_genrand(self._mt, np.uint32(self._seed & 0xFFFFFFFF))
@@ -389,11 +390,11 @@ class Generator:
         self._float_cache = None
         return self
 
-    def initial_seed(self):
+    def initial_seed(self) -> int:
         """The seed last given to manual_seed, as an int in [0, 2**64)."""
         return self._seed
 
-    def randn(self, *size, dtype=np.float32):
+    def randn(self, *size: int | tuple[int, ...], dtype: DTypeLike = np.float32) -> Array:
         """Standard normals of the given shape, drawn as torch.randn draws them."""
         shape = _size("randn", size)
         out = np.empty(shape, _float_dtype("randn", np.float32 if dtype is None else dtype))
@@ -406,7 +407,7 @@ class Generator:
             _normal_large_f64(self._mt, self._pos, flat)
         return out
 
-    def randn_like(self, a, dtype=None):
+    def randn_like(self, a: ArrayLike, dtype: DTypeLike | None = None) -> Array:
         """randn(a.shape, dtype=a.dtype unless given), always C-contiguous.
 
         Differs from torch.randn_like for a non-contiguous template (a transpose, say):
@@ -417,7 +418,7 @@ class Generator:
         dtype = _float_dtype("randn_like", a.dtype if dtype is None else dtype)
         return self.randn(tuple(a.shape), dtype=dtype)
 
-    def get_state(self):
+    def get_state(self) -> Array:
         """A copy of the full state as torch's 5056-byte CPUGeneratorImplState (uint8 array)."""
         st = np.zeros((), STATE_DTYPE)
         st["the_initial_seed"] = self._seed
@@ -430,7 +431,7 @@ class Generator:
             st["next_float_normal_sample"] = self._float_cache
         return st.reshape(1).view(np.uint8).copy()
 
-    def set_state(self, state):
+    def set_state(self, state: ArrayLike) -> None:
         """Restore a state from get_state (or from torch.get_rng_state().numpy())."""
         raw = np.asarray(state)
         if raw.dtype != np.uint8 or raw.shape != (STATE_DTYPE.itemsize,):
@@ -451,21 +452,21 @@ class Generator:
 default_generator = Generator()
 
 
-def manual_seed(seed):
+def manual_seed(seed: int) -> Generator:
     """Seed the default generator (torch.manual_seed); returns it."""
     return default_generator.manual_seed(seed)
 
 
-def initial_seed():
+def initial_seed() -> int:
     """The default generator's seed (torch.initial_seed)."""
     return default_generator.initial_seed()
 
 
-def randn(*size, dtype=np.float32, generator=None):
+def randn(*size: int | tuple[int, ...], dtype: DTypeLike = np.float32, generator: Generator | None = None) -> Array:
     """torch.randn: standard normals of the given shape, float32 unless dtype=np.float64."""
     return (default_generator if generator is None else generator).randn(*size, dtype=dtype)
 
 
-def randn_like(a, dtype=None, generator=None):
+def randn_like(a: ArrayLike, dtype: DTypeLike | None = None, generator: Generator | None = None) -> Array:
     """torch.randn_like: randn(a.shape) in a's dtype unless dtype is given."""
     return (default_generator if generator is None else generator).randn_like(a, dtype=dtype)

@@ -47,25 +47,29 @@ How much may two float results differ?
   roundings (one fused multiply-add for p - lr * buf), so it matches torch bit for bit.
 * NaN must meet NaN and +-inf must meet the same inf, everywhere else.
 """
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+
+from numnet._typing import ArrayLike, DTypeLike
 
 SIGMOID_ULP = 4
 
 
-def unit_roundoff(dtype):
+def unit_roundoff(dtype: DTypeLike) -> float:
     """u = 2**-24 for float32, 2**-53 for float64."""
     return float(np.finfo(dtype).eps) / 2
 
 
-def gamma(k, dtype):
+def gamma(k: int, dtype: DTypeLike) -> float:
     """gamma_k = k u / (1 - k u): the relative error bound of a k-term sum."""
     ku = k * unit_roundoff(dtype)
     return ku / (1 - ku) if ku < 1 else np.inf
 
 
-def sum_bound(k, scale, dtype):
+def sum_bound(k: int, scale: ArrayLike, dtype: DTypeLike) -> np.ndarray:
     """How far two k-term sums of the same terms, added in any two orders, may differ.
 
     scale: sum |term| (an array, computed in float64 from the inputs).
@@ -379,7 +383,7 @@ def grads_tolerance(x, target, layers, dtype, matmul, sigmoid, hidden="sigmoid",
     return {"loss": loss_tolerance, "grads": grads[::-1]}
 
 
-def op_tolerance(op, args, matmul, sigmoid):
+def op_tolerance(op: str, args: Any, matmul: Callable, sigmoid: Callable) -> dict:
     """The :func:`compare` keywords (``ulp=`` or ``bound=`` and ``scale=``) for numnet op
     ``op`` called with ``args``: "sigmoid", "sum", "dot", "mm", "neuron", "linear",
     "forward" (x, layers[, hidden, output]), "log_softmax" and "softmax" (x,), and
@@ -425,7 +429,7 @@ def op_tolerance(op, args, matmul, sigmoid):
     raise ValueError(f"op_tolerance: unknown op {op!r}")
 
 
-def ulp_distance(a, b):
+def ulp_distance(a: ArrayLike, b: ArrayLike) -> np.ndarray:
     """How many representable floats lie between a and b, elementwise (int64 array).
 
     -0.0 and +0.0 are 0 apart; a NaN is as far from anything as int64 allows.
@@ -477,7 +481,8 @@ class Report:
         return text
 
 
-def compare(actual, expected, *, ulp=None, atol=0.0, bound=None, scale=None, name="result"):
+def compare(actual: ArrayLike, expected: ArrayLike, *, ulp: int | None = None, atol: float = 0.0,
+            bound: ArrayLike | None = None, scale: ArrayLike | None = None, name: str = "result") -> Report:
     """Compare ``actual`` with ``expected`` (same shape and dtype) elementwise.
 
     Give exactly one tolerance: ``ulp`` (an ULP count; with ``atol``, an element also
@@ -544,7 +549,7 @@ def compare(actual, expected, *, ulp=None, atol=0.0, bound=None, scale=None, nam
     )
 
 
-def assert_close(actual, expected, **tolerance):
+def assert_close(actual: ArrayLike, expected: ArrayLike, **tolerance: Any) -> Report:
     """:func:`compare`, raising AssertionError with the report when it fails."""
     report = compare(actual, expected, **tolerance)
     if not report.ok:

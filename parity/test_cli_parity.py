@@ -5,8 +5,9 @@ import torch
 from rich.console import Console
 
 import numnet
-from numnet import kernels, parity
-from numnet.__main__ import main
+from numnet import kernels
+from numnet.commands import parity
+from numnet.commands.cli import main
 
 
 def notebook_in_torch():

@@ -1,8 +1,8 @@
 """Training with numnet against training with torch, step by step, from the same weights.
 
-Both start from numnet.train.init_layers' weights, which torch draws bit for bit from the
+Both start from numnet.commands.train.init_layers' weights, which torch draws bit for bit from the
 same seed (numnet's generator is torch's), take the same mini-batches of the digits in
-the same order (numnet.train.batches), and run SGD with momentum 0.9 at lr 0.1: numnet
+the same order (numnet.commands.train.batches), and run SGD with momentum 0.9 at lr 0.1: numnet
 with loss_and_grads and numnet.SGD, torch with autograd and torch.optim.SGD.
 
 Two checks at every step:
@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 import numnet
-from numnet import train
+from numnet.commands import train
 from numnet.testing import assert_close
 
 from .conftest import examples

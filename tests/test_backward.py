@@ -14,7 +14,7 @@ from hypothesis.extra import numpy as hnp
 import numnet
 from numnet._checks import ACTIVATIONS, LOSSES
 from numnet.testing import assert_close, compare
-from numnet.train import init_layers
+from numnet.commands.train import init_layers
 
 from . import naive
 from .strategies import arrays, dtypes

@@ -4,13 +4,14 @@ No figure is asserted: speed is measured by the command, never by a test. These 
 prove that the command works end to end (every op timed, the results checked against
 torch, the targets listed) and say how it fails without torch.
 """
+
 import json
 import sys
 
 import pytest
 
-from numnet import bench
-from numnet.__main__ import main
+from numnet.commands import bench, timing
+from numnet.commands.cli import main
 
 
 def test_quick_bench_writes_json_and_plot(tmp_path, capsys):
@@ -26,7 +27,9 @@ def test_quick_bench_writes_json_and_plot(tmp_path, capsys):
     assert {r["op"] for r in rows} == {"sigmoid", "sum", "dot", "mm", "linear", "forward", "randn", "train step"}
     for r in rows:
         assert "mismatch" not in r, r
-        assert set(r["median_time"]) == ({"numnet", "torch"} if r["op"] == "train step" else {"numnet", "numpy", "torch"})
+        assert set(r["median_time"]) == (
+            {"numnet", "torch"} if r["op"] == "train step" else {"numnet", "numpy", "torch"}
+        )
         assert all(len(t) == report["repeats"] for t in r["times"].values())
         assert r["median_ratio"]["numnet"] == 1.0 and r["rate"] > 0
     assert {t["op"] for t in report["targets"]} >= {"mm", "forward", "sigmoid"}
@@ -51,19 +54,32 @@ def test_without_torch_it_says_how_to_install_it(monkeypatch, capsys):
 
 def test_measure_interleaves_and_reports_ratios_to_numnet():
     calls = {"numnet": lambda: sum(range(100)), "other": lambda: sum(range(300))}
-    timing = bench.measure(calls, repeats=3, block_seconds=0.001, settle={})
-    assert set(timing["times"]) == {"numnet", "other"}
-    assert all(len(t) == 3 for t in timing["times"].values())
-    assert timing["ratios"]["numnet"] == [1.0, 1.0, 1.0]
-    assert [round(r, 9) for r in timing["ratios"]["other"]] == [
-        round(o / n, 9) for o, n in zip(timing["times"]["other"], timing["times"]["numnet"])]
+    result = timing.measure(calls, repeats=3, block_seconds=0.001, settle={})
+    assert set(result["times"]) == {"numnet", "other"}
+    assert all(len(t) == 3 for t in result["times"].values())
+    assert result["ratios"]["numnet"] == [1.0, 1.0, 1.0]
+    assert [round(r, 9) for r in result["ratios"]["other"]] == [
+        round(o / n, 9) for o, n in zip(result["times"]["other"], result["times"]["numnet"])
+    ]
 
 
 def test_targets_read_the_rows():
-    rows = [{"device": "cpu", "op": "mm", "size": "1024x1024 @ 1024x1024", "rate": 100.0,
-             "median_ratio": {"numnet": 1.0, "numpy": 0.95, "torch": 1.5}},
-            {"device": "cuda", "op": "sigmoid kernel", "size": "10^8", "rate": 350.0,
-             "median_ratio": {"numnet": 1.0, "torch": 1.0}}]
+    rows = [
+        {
+            "device": "cpu",
+            "op": "mm",
+            "size": "1024x1024 @ 1024x1024",
+            "rate": 100.0,
+            "median_ratio": {"numnet": 1.0, "numpy": 0.95, "torch": 1.5},
+        },
+        {
+            "device": "cuda",
+            "op": "sigmoid kernel",
+            "size": "10^8",
+            "rate": 350.0,
+            "median_ratio": {"numnet": 1.0, "torch": 1.0},
+        },
+    ]
     found = {(t["device"], t["op"], t["size"]): t for t in bench.check_targets(rows, bandwidth=500.0)}
     assert found["cpu", "mm", "1024x1024 @ 1024x1024"]["met"] is True  # 0.95 >= 0.9
     assert found["cuda", "sigmoid kernel", "10^8"]["measured"] == pytest.approx(0.7)
@@ -97,6 +113,7 @@ def test_worst_calls_sees_a_stall():
     def sometimes_slow():
         if next(calls) == 50:
             import time
+
             time.sleep(0.02)
 
     median, p99, slowest = bench.worst_calls(sometimes_slow, seconds=0.1, most=200)
@@ -106,9 +123,16 @@ def test_worst_calls_sees_a_stall():
 def test_a_stall_marks_the_ratio_noisy():
     """A competitor that stalls in some repeats (a wake-up, a neighbour) gets its median
     from the others, and the row says its ratio is noisy."""
-    assert bench.spread([1.0, 1.0, 1.0, 1.0]) == 0.0
-    assert bench.spread([1.0, 1.0, 30.0, 1.0, 30.0]) > bench.NOISY
-    assert bench.spread([1.0, 1.05, 0.97, 1.02, 1.0]) < bench.NOISY
+    assert timing.spread([1.0, 1.0, 1.0, 1.0]) == 0.0
+    assert timing.spread([1.0, 1.0, 30.0, 1.0, 30.0]) > timing.NOISY
+    assert timing.spread([1.0, 1.05, 0.97, 1.02, 1.0]) < timing.NOISY
+    row = timing.medians(
+        {
+            "times": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]},
+            "ratios": {"numnet": [1.0] * 5, "other": [1.0, 1.0, 30.0, 1.0, 30.0]},
+        }
+    )
+    assert row["noisy"] == ["other"] and row["median_ratio"]["other"] == 1.0
 
 
 def test_each_block_starts_warm():
@@ -124,18 +148,62 @@ def test_each_block_starts_warm():
             time.sleep(0.003)
         last["at"] = time.perf_counter()
 
-    timing = bench.measure({"numnet": lambda: None, "other": wakes_slowly}, repeats=5, block_seconds=0.0002,
-                           settle={"numnet": 0.01, "other": 0.01})
-    assert max(timing["times"]["other"]) < 0.002, timing["times"]["other"]
+    result = timing.measure(
+        {"numnet": lambda: None, "other": wakes_slowly},
+        repeats=5,
+        block_seconds=0.0002,
+        settle={"numnet": 0.01, "other": 0.01},
+    )
+    assert max(result["times"]["other"]) < 0.002, result["times"]["other"]
 
 
 def test_compare_lists_rows_more_than_ten_percent_slower():
-    from numnet import bench
-
     def result(*times):
-        return {"rows": [{"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}}
-                         for i, t in enumerate(times)]}
+        return {
+            "rows": [
+                {"device": "cpu", "op": "mm", "size": str(i), "median_time": {"numnet": t}} for i, t in enumerate(times)
+            ]
+        }
 
     slower = bench.compare(result(1.2, 1.05, 0.5), result(1.0, 1.0, 1.0))
     assert len(slower) == 1 and slower[0].startswith("cpu mm 0:") and "(+20%)" in slower[0]
     assert bench.cpu_slug("AMD EPYC 9R14 96-Core Processor") == "amd-epyc-9r14-96-core-processor"
+
+
+def test_cuda_rows_are_gpu_reports_cases_checked_against_the_cpu(monkeypatch):
+    """The GPU rows come from gpu-report's case builder (one builder for both commands) and
+    are checked, before any timing, against numnet's CPU op. In the simulator, on tiny sizes,
+    without torch on CUDA: a correct numnet.cuda passes, a wrong one is a mismatch."""
+    import numpy as np
+
+    import numnet.cuda
+    from numnet.commands import gpu_report
+
+    if not numnet.cuda.on_simulator():
+        pytest.skip("runs the GPU rows' checks in the simulator")
+    tiny = gpu_report.SIZES["tiny"]
+    plan = [
+        ("mm", tiny["mm"]),
+        ("sigmoid", tiny["sigmoid"]),
+        ("sigmoid kernel", tiny["sigmoid"]),
+        ("dot", tiny["dot"]),
+        ("linear", tiny["linear"]),
+        ("forward", tiny["forward"]),
+    ]
+    cases = [make() for make in bench.cuda_cases(None, quick=True, plan=plan)]
+    assert [c["op"] for c in cases] == [op for op, _ in plan]
+    for c in cases:
+        assert set(c["calls"]) == {"numnet"}  # no torch on CUDA here
+        c["calls"]["numnet"]()
+        assert (c["check"] is None) if c["op"] == "sigmoid kernel" else (c["check"]() is None), c["op"]
+
+    honest = numnet.cuda.mm
+
+    def wrong(a, b):
+        out = honest(a, b).copy_to_host()
+        out[0, 0] = out[0, 0] * np.float32(1.001) + np.float32(1e-3)
+        return numnet.cuda.ops.cuda.to_device(out)
+
+    monkeypatch.setattr(numnet.cuda, "mm", wrong)
+    mm_case = bench.cuda_cases(None, quick=True, plan=[("mm", tiny["mm"])])[0]()
+    assert mm_case["check"]().startswith("FAIL"), mm_case["check"]()

@@ -332,11 +332,11 @@ def test_numnet_cache_shows_and_clears(filled_cache, tmp_path):
     shutil.copytree(filled_cache, cache)
     (cache / "0.0.9-0123456789abcdef").mkdir()  # an older numnet's, kept beside the current one
     (cache / "0.0.9-0123456789abcdef" / "f.nbi").write_bytes(b"x" * 1000)
-    show = run("from numnet.__main__ import main; main(['cache'])", cache)
+    show = run("from numnet.commands.cli import main; main(['cache'])", cache)
     assert_clean(show)
     assert f"folder   {cache}" in show.stdout
     assert "current  0.1.0-" in show.stdout and "older    0.0.9-0123456789abcdef: 0.0 MB in 1 files" in show.stdout
-    assert_clean(run("from numnet.__main__ import main; main(['cache', '--clear'])", cache))
+    assert_clean(run("from numnet.commands.cli import main; main(['cache', '--clear'])", cache))
     assert not any(cache.iterdir())
     assert_clean(run(NOTEBOOK_FORWARD, cache), NOTEBOOK_OUTPUT)  # and numnet runs on
 

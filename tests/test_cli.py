@@ -1,12 +1,13 @@
 """The numnet command without torch: help, the walk-through, and parity's message when
 torch is missing."""
+
 import os
 import subprocess
 import sys
 
 import pytest
 
-from numnet.__main__ import main
+from numnet.commands.cli import main
 
 # The notebook's outputs as torch 2.13 prints them (the seed notebook shows the same
 # numbers; current torch drops the leading space of 'tensor([[ 0.1595]])').
@@ -63,10 +64,13 @@ def test_help(args, capsys):
 
 
 def test_parity_without_torch_says_how_to_install_it():
-    code = "import sys; sys.modules['torch'] = None; from numnet.__main__ import main; sys.exit(main(['parity']))"
+    code = "import sys; sys.modules['torch'] = None; from numnet.commands.cli import main; sys.exit(main(['parity']))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 2
-    assert done.stdout.strip() == "numnet parity needs torch: pip install 'numnet[test]' (or pip install torch==2.13.0 rich)"
+    assert (
+        done.stdout.strip()
+        == "numnet parity needs torch: pip install 'numnet[test]' (or pip install torch==2.13.0 rich)"
+    )
 
 
 def test_console_script_runs():
@@ -77,7 +81,11 @@ def test_console_script_runs():
 
 def test_walkthrough_on_cuda_without_a_gpu_says_how_to_use_the_simulator():
     env = {"NUMBA_ENABLE_CUDASIM": "0", "NUMBA_DISABLE_CUDA": "1"}
-    done = subprocess.run([sys.executable, "-m", "numnet", "walkthrough", "--device", "cuda"],
-                          capture_output=True, text=True, env={**os.environ, **env})
+    done = subprocess.run(
+        [sys.executable, "-m", "numnet", "walkthrough", "--device", "cuda"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **env},
+    )
     assert done.returncode == 1
     assert "NUMBA_ENABLE_CUDASIM=1" in done.stderr and "Traceback" not in done.stderr

@@ -9,8 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from numnet.random import (
-    STATE_DTYPE, Generator, default_generator, initial_seed, manual_seed, randn, randn_like)
+from numnet.random import STATE_DTYPE, Generator, default_generator, initial_seed, manual_seed, randn, randn_like
 
 hx = float.fromhex
 

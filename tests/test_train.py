@@ -1,4 +1,4 @@
-"""The ``numnet train`` command and the training loop behind it (numnet/train.py): the
+"""The ``numnet train`` command and the training loop behind it (numnet/commands/train.py): the
 digits reach 95% test accuracy in well under a minute, the plot is written, MNIST IDX
 files are read, divergence stops training with a clear message, runs are reproducible."""
 import time
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 import numnet
-from numnet import train
-from numnet.__main__ import main
+from numnet.commands import train
+from numnet.commands.cli import main
 
 from .test_data import write_mnist
 

@@ -12,6 +12,7 @@ target is copied over: one integer per row).
 import numpy as np
 
 from numnet import _checks as C
+from numnet._typing import Activation, ArrayLike, GPUArray, Grads, Layers, Loss
 from numnet.backward import CROSS_ENTROPY, MSE, read_network
 from numnet.cuda.ops import (
     _bias_row,
@@ -49,13 +50,13 @@ def _rows_op(op, kernel, x):
     return _result(out, _on_gpu(x))
 
 
-def log_softmax(x):
+def log_softmax(x: ArrayLike) -> GPUArray:
     """log(softmax(x)) over the last axis, stable; same shape and dtype as x.
     See numnet.log_softmax."""
     return _rows_op("numnet.cuda.log_softmax", BK and BK.log_softmax_kernel, x)
 
 
-def softmax(x):
+def softmax(x: ArrayLike) -> GPUArray:
     """e^x / sum(e^x) over the last axis, stable; same shape and dtype as x.
     See numnet.softmax."""
     return _rows_op("numnet.cuda.softmax", BK and BK.softmax_kernel, x)
@@ -71,7 +72,8 @@ def _mean(row_sums, count, sign, dtype):
     return out
 
 
-def loss_and_grads(x, target, layers, hidden="sigmoid", output="sigmoid", loss="mse"):
+def loss_and_grads(x: ArrayLike, target: ArrayLike, layers: Layers, hidden: Activation = "sigmoid",
+                   output: Activation = "sigmoid", loss: Loss = "mse") -> tuple[GPUArray, Grads]:
     """The loss of ``numnet.cuda.forward(x, layers, hidden, output)`` against ``target``,
     and its gradients [(dW1, db1), ...]: numnet.loss_and_grads on the GPU (see there for
     the losses, the targets, and NaN)."""
@@ -132,7 +134,7 @@ class SGD:
     momentum buffers live on the GPU. On a real GPU, momentum * buf + g may be fused
     into one multiply-add (one rounding where the CPU makes two)."""
 
-    def __init__(self, layers, lr, momentum=0.0):
+    def __init__(self, layers: Layers, lr: float, momentum: float = 0.0) -> None:
         op = "numnet.cuda.SGD"
         _require_gpu(op)
         self.lr, self.momentum = C.check_sgd_settings(op, lr, momentum)
@@ -140,7 +142,7 @@ class SGD:
         C.check_params(op, self.layers, on_device=_on_gpu)
         self.buffers = None
 
-    def step(self, grads):
+    def step(self, grads: Grads) -> None:
         """p -= lr * buf for every W and b, on the GPU."""
         op = "numnet.cuda.SGD.step"
         grads = [(_read(op, f"layer {i} dW", dW), _read(op, f"layer {i} db", db))
@@ -165,7 +167,8 @@ class SGD:
                 p[...] = device_p.copy_to_host()
 
 
-    def train_step(self, x, target, hidden="sigmoid", output="sigmoid", loss="mse"):
+    def train_step(self, x: ArrayLike, target: ArrayLike, hidden: Activation = "sigmoid",
+                   output: Activation = "sigmoid", loss: Loss = "mse") -> GPUArray:
         """loss_and_grads(x, target, layers, ...) then step(grads); returns the loss (the
         twin of numnet.SGD.train_step, here as the two calls)."""
         value, grads = loss_and_grads(x, target, self.layers, hidden, output, loss)

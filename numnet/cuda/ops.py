@@ -21,6 +21,7 @@ import warnings
 import numpy as np
 
 from numnet import _checks as C
+from numnet._typing import Activation, ArrayLike, GPUArray, Layers
 
 try:
     from numba import cuda
@@ -35,7 +36,7 @@ class CudaUnavailableError(RuntimeError):
     """numnet.cuda has neither a usable GPU nor Numba's CUDA simulator."""
 
 
-def is_available():
+def is_available() -> bool:
     """True when numnet.cuda can run: a CUDA GPU with its driver, or the simulator
     (NUMBA_ENABLE_CUDASIM=1). Never raises."""
     try:
@@ -44,12 +45,12 @@ def is_available():
         return False
 
 
-def on_simulator():
+def on_simulator() -> bool:
     """True when the kernels run in Numba's CUDA simulator rather than on a GPU."""
     return K is not None and K.SIMULATED
 
 
-def unavailable_message():
+def unavailable_message() -> str:
     """Why numnet.cuda cannot run here, and how to run it in the simulator instead."""
     if cuda is None:
         why = f"numba.cuda cannot be imported ({_import_error})"
@@ -175,7 +176,7 @@ def launch(kernel, shape):
 # -- The ops ------------------------------------------------------------------------------
 
 
-def sigmoid(x):
+def sigmoid(x: ArrayLike) -> GPUArray:
     """sigma(x) = 1 / (1 + e^-x), elementwise; same shape and dtype as x.
 
     >>> numnet.cuda.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))
@@ -191,7 +192,7 @@ def sigmoid(x):
     return _result(out, _on_gpu(x))
 
 
-def sum(x):
+def sum(x: ArrayLike) -> GPUArray:
     """The sum of every element of x: a 0-d array of its dtype.
 
     Summed in a fixed tree (a grid-stride pass, each block's threads in a tree, then the
@@ -223,7 +224,7 @@ def _dot_partials(a, b):
     return partial
 
 
-def dot(a, b):
+def dot(a: ArrayLike, b: ArrayLike) -> GPUArray:
     """sum(a * b) over all elements of two same-shape arrays: a 0-d array of their dtype.
 
     Summed in a fixed tree (per block, then over the blocks), so the same input gives the
@@ -245,7 +246,7 @@ def dot(a, b):
     return _result(out, _on_gpu(a, b))
 
 
-def mm(a, b):
+def mm(a: ArrayLike, b: ArrayLike) -> GPUArray:
     """The matrix product a @ b.  a: (n, k) @ b: (k, m) -> (n, m).
 
     >>> numnet.cuda.mm(np.ones((2, 3)), np.ones((3, 4))).shape
@@ -263,7 +264,7 @@ def mm(a, b):
     return _result(out, _on_gpu(a, b))
 
 
-def neuron(x, w, b):
+def neuron(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> GPUArray:
     """sigma(sum(x * w) + b): one neuron's output, shaped like its bias b (one value).
 
     The sum is dot's (the same tree), with the bias and sigmoid fused into its second pass.
@@ -282,7 +283,7 @@ def neuron(x, w, b):
     return _result(out, _on_gpu(x, w, b))
 
 
-def linear(x, W, b):
+def linear(x: ArrayLike, W: ArrayLike, b: ArrayLike) -> GPUArray:
     """x @ W + b.  x: (n, k) @ W: (k, m) + b: (m,) or (1, m) -> (n, m), the bias added
     in the product's epilogue."""
     op = "numnet.cuda.linear"
@@ -299,7 +300,7 @@ def linear(x, W, b):
     return _result(out, _on_gpu(x, W, b))
 
 
-def forward(x, layers, hidden="sigmoid", output="sigmoid"):
+def forward(x: ArrayLike, layers: Layers, hidden: Activation = "sigmoid", output: Activation = "sigmoid") -> GPUArray:
     """f_out(... f(f(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), one kernel per layer.
 
     layers: a sequence of (W, b) pairs, W: (n_in, n_out), b: (n_out,) or (1, n_out).

@@ -15,6 +15,7 @@ generator, and the normal with variance 1/n_in (LeCun's) trains as well. Biases 
 The training loop, the initialisation and the batches are plain functions (init_layers,
 batches, fit, accuracy), so that tests can run them against torch step by step.
 """
+
 import math
 import sys
 import time
@@ -44,7 +45,7 @@ def batches(n, batch_size, rng):
     """The index arrays of one epoch's mini-batches: a random permutation of range(n)
     (numpy Generator ``rng``) cut into pieces of batch_size (the last may be shorter)."""
     order = rng.permutation(n)
-    return [order[i:i + batch_size] for i in range(0, n, batch_size)]
+    return [order[i : i + batch_size] for i in range(0, n, batch_size)]
 
 
 def accuracy(ops, layers, x, y, hidden):
@@ -74,8 +75,9 @@ def fit(layers, data, *, epochs, batch_size, lr, momentum, hidden, seed, ops=num
     for epoch in range(1, epochs + 1):
         losses = []
         for index in batches(len(y_train), batch_size, rng):
-            loss = optimiser.train_step(x_train[index], y_train[index], hidden=hidden, output="none",
-                                        loss="cross_entropy")
+            loss = optimiser.train_step(
+                x_train[index], y_train[index], hidden=hidden, output="none", loss="cross_entropy"
+            )
             loss = float(loss.copy_to_host() if hasattr(loss, "copy_to_host") else loss)
             if not math.isfinite(loss):
                 raise TrainingError(
@@ -129,8 +131,11 @@ class _Progress:
             self.bar = None
             return
         self.bar = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[status]}"), TimeElapsedColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[status]}"),
+            TimeElapsedColumn(),
         )
         self.task = self.bar.add_task(f"epoch 1/{epochs}", total=total, status="")
 
@@ -148,12 +153,18 @@ class _Progress:
             self.losses.append(values["loss"])
             if self.bar:
                 running = sum(self.losses) / len(self.losses)
-                self.bar.update(self.task, advance=1, status=f"loss {running:.4f}",
-                                description=f"epoch {values['epoch']}/{self.epochs}")
+                self.bar.update(
+                    self.task,
+                    advance=1,
+                    status=f"loss {running:.4f}",
+                    description=f"epoch {values['epoch']}/{self.epochs}",
+                )
             return
         self.losses = []
-        line = (f"epoch {values['epoch']}/{self.epochs}: mean loss {values['loss']:.4f}, "
-                f"test accuracy {100 * values['test_accuracy']:.2f}%")
+        line = (
+            f"epoch {values['epoch']}/{self.epochs}: mean loss {values['loss']:.4f}, "
+            f"test accuracy {100 * values['test_accuracy']:.2f}%"
+        )
         if self.bar:
             self.bar.console.print(line)
         else:
@@ -194,31 +205,47 @@ def main(args):
             return 2
         ops = cuda
         if cuda.on_simulator():
-            print("numnet train: running in Numba's CUDA simulator, which is very slow; "
-                  "try --epochs 1 --hidden 8", file=sys.stderr)
+            print(
+                "numnet train: running in Numba's CUDA simulator, which is very slow; try --epochs 1 --hidden 8",
+                file=sys.stderr,
+            )
     n_classes = int(max(y_train.max(initial=0), y_test.max(initial=0))) + 1
     widths = [x_train.shape[1], *args.hidden, n_classes]
     layers = init_layers(widths, seed=args.seed)
     steps = args.epochs * math.ceil(len(y_train) / args.batch_size)
-    print(f"numnet train: {name}, {len(y_train)} training and {len(y_test)} test images; network "
-          f"{' -> '.join(map(str, widths))} ({args.activation} hidden, softmax cross-entropy); "
-          f"SGD lr {args.lr} momentum {args.momentum}, batch {args.batch_size}, {args.epochs} epochs, "
-          f"seed {args.seed}, device {args.device}", flush=True)
+    print(
+        f"numnet train: {name}, {len(y_train)} training and {len(y_test)} test images; network "
+        f"{' -> '.join(map(str, widths))} ({args.activation} hidden, softmax cross-entropy); "
+        f"SGD lr {args.lr} momentum {args.momentum}, batch {args.batch_size}, {args.epochs} epochs, "
+        f"seed {args.seed}, device {args.device}",
+        flush=True,
+    )
     fit_start = time.perf_counter()
     try:
         with _Progress(steps, args.epochs) as progress:
-            history = fit(layers, (x_train, y_train, x_test, y_test), epochs=args.epochs,
-                          batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
-                          hidden=args.activation, seed=args.seed, ops=ops, report=progress)
+            history = fit(
+                layers,
+                (x_train, y_train, x_test, y_test),
+                epochs=args.epochs,
+                batch_size=args.batch_size,
+                lr=args.lr,
+                momentum=args.momentum,
+                hidden=args.activation,
+                seed=args.seed,
+                ops=ops,
+                report=progress,
+            )
     except TrainingError as exc:
         print(f"numnet train: {exc}", file=sys.stderr)
         return 1
     end = time.perf_counter()
     final = history["test_accuracy"][-1] if history["test_accuracy"] else float("nan")
     correct = int(round(final * len(y_test))) if len(y_test) else 0
-    print(f"final test accuracy: {100 * final:.2f}% ({correct}/{len(y_test)}); final epoch's mean "
-          f"loss {history['epoch_loss'][-1]:.4f}; {len(history['loss'])} steps in {end - fit_start:.1f} s "
-          f"(total {end - start:.1f} s, with loading and compiling)")
+    print(
+        f"final test accuracy: {100 * final:.2f}% ({correct}/{len(y_test)}); final epoch's mean "
+        f"loss {history['epoch_loss'][-1]:.4f}; {len(history['loss'])} steps in {end - fit_start:.1f} s "
+        f"(total {end - start:.1f} s, with loading and compiling)"
+    )
     if args.plot:
         plot(history, args.plot, f"numnet train: {name}, {' -> '.join(map(str, widths))}")
         print(f"plot: {args.plot}")

@@ -6,6 +6,7 @@ notebook. ``--device cuda`` runs the same cells on numnet.cuda's kernels (or in 
 CUDA simulator); the random numbers come from numnet's CPU generator either way, as
 torch's do.
 """
+
 import textwrap
 
 import numpy as np
@@ -80,8 +81,10 @@ def run(device="cpu", write=print):
         bias, through an activation f. Here f is the sigmoid, 1 / (1 + e^-x), which numnet
         evaluates exactly as written: for x << 0 the exponential overflows to inf and the
         result is exactly 0, never NaN.""")
-    nb.cell("numnet.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))",
-            fmt(ops.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))))
+    nb.cell(
+        "numnet.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))",
+        fmt(ops.sigmoid(np.array([-1000.0, 0.0, 1000.0], np.float32))),
+    )
 
     nb.say("""
         Seeding numnet's generator with 7 gives the notebook's numbers bit for bit: it is
@@ -123,11 +126,12 @@ def run(device="cpu", write=print):
     reshaped_weights = weights.reshape(5, 1)
     nb.cell("reshaped_weights = weights.reshape(5, 1)\nreshaped_weights", fmt(reshaped_weights))
     matmul_features_weights = ops.mm(features, reshaped_weights)
-    nb.cell("matmul_features_weights = numnet.mm(features, reshaped_weights)\nmatmul_features_weights",
-            fmt(matmul_features_weights))
+    nb.cell(
+        "matmul_features_weights = numnet.mm(features, reshaped_weights)\nmatmul_features_weights",
+        fmt(matmul_features_weights),
+    )
     output2 = ops.sigmoid(ops.linear(features, reshaped_weights, bias))
-    nb.cell("output2 = numnet.sigmoid(numnet.linear(features, reshaped_weights, bias))\noutput2",
-            fmt(output2))
+    nb.cell("output2 = numnet.sigmoid(numnet.linear(features, reshaped_weights, bias))\noutput2", fmt(output2))
 
     nb.heading("Are the two outputs equal?")
     same = bool((output1 == output2).all())
@@ -188,10 +192,13 @@ def run(device="cpu", write=print):
         nb.cell(name, fmt(value))
     hidden_layer = ops.sigmoid(ops.linear(features, W1, B1))
     output = ops.sigmoid(ops.linear(hidden_layer, W2, B2))
-    nb.cell("""
+    nb.cell(
+        """
         hidden_layer = numnet.sigmoid(numnet.linear(features, W1, B1))
         output = numnet.sigmoid(numnet.linear(hidden_layer, W2, B2))
-        output""", fmt(output))
+        output""",
+        fmt(output),
+    )
     nb.say("""
         numnet.forward runs the whole network in one compiled call, with no Python between
         the layers; it gives the same bits:""")

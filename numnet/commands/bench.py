@@ -4,42 +4,37 @@ Every figure is measured the same way, side by side in this one process:
 
 - each competitor computes the same op on the same data: numnet on numpy arrays, torch
   on tensors that share their memory (``torch.from_numpy``), numpy as one writes it by
-  hand (``a @ b``, ``1 / (1 + np.exp(-x))``); on a GPU, numnet.cuda and torch on the
-  same torch CUDA tensors (numnet.cuda reads them without a copy), TF32 off;
+  hand (``a @ b``, ``1 / (1 + np.exp(-x))``); on a GPU, gpu-report's cases
+  (numnet/commands/gpu_report.py): numnet.cuda on GPU arrays and torch on views of the
+  same memory, TF32 off, checked against numnet's CPU op within numnet.testing's bounds;
 - before timing, each is called until it has compiled and warmed its caches, and the
   results are compared (a competitor that computes something else is not timed: the
   row says MISMATCH and the command exits 1);
-- a *block* is as many back-to-back calls as fill about ``block_seconds``; a *repeat*
-  times one block of each competitor, in an order that rotates from repeat to repeat,
-  and records each one's time per call and its ratio to numnet's time in that repeat.
-  The table shows medians over the repeats: a noisy neighbour that slows one block
-  shifts one ratio, not the median;
-- the process sleeps between blocks until the previous library's worker threads have
-  gone to sleep: after a threaded call OpenBLAS (numpy) keeps a core spinning for about
-  100 ms, torch's and numba's OpenMP threads for about 10 ms, and that core would be
-  taken from the next competitor;
-- so each block starts with one untimed call: it wakes the competitor's sleeping worker
-  threads (milliseconds on a virtual machine: a 64x64 product timed with its wake-up took
-  hundreds of times its real time), and the block times the op, not the wake-up;
-- a ratio whose repeats spread widely (their interquartile range more than NOISY of
-  their median) is marked noisy: a figure to measure again, not to quote.
+- the competitors are timed side by side by numnet/commands/timing.py (the same core
+  as ``numnet gpu-report``): medians of interleaved repeats of blocks of calls, the order
+  rotating, each block started warm, with settling pauses between blocks so that one
+  library's spinning threads do not slow the next (``SETTLE``); a ratio whose repeats
+  spread widely is marked noisy.
 
 A ratio is the competitor's time divided by numnet's: above 1, numnet is faster. Rates
 (GFLOP/s, GB/s) are numnet's own, from its median time.
 
 The same code runs as ``python -m benchmarks.bench_all``; ``main(args)`` takes the
-arguments that ``numnet bench`` declares (numnet/__main__.py). torch, rich (the table
+arguments that ``numnet bench`` declares (numnet/commands/cli.py). torch, rich (the table
 and progress bar) and matplotlib (``--plot``) are imported only when needed.
 """
+
 import json
 import math
 import os
 import platform
-import statistics
 import sys
 import time
 
 import numpy as np
+
+from numnet.commands import timing
+from numnet.commands.timing import NOISE_NOTE, SETTLE, count, measure, medians, rate, seconds
 
 # The targets: (device, op, size, competitor, minimum ratio). For the
 # GPU sigmoid the figure is the kernel's bytes per second as a fraction of the GPU's peak
@@ -52,8 +47,13 @@ TARGETS = [
     ("cpu", "forward", "notebook 1x3 -> 2 -> 1", "torch", 5.0),
     ("cpu", "sigmoid", "10^7", "torch", 1.0),
     ("cpu", "sigmoid kernel", "10^7", "torch", 1.0),
-    *[("cpu", op, f"{n}x784 -> {m}", against, 1.0)
-      for op in ("linear", "forward") for n in (16, 64, 512) for m in (128, 256) for against in ("torch", "numpy")],
+    *[
+        ("cpu", op, f"{n}x784 -> {m}", against, 1.0)
+        for op in ("linear", "forward")
+        for n in (16, 64, 512)
+        for m in (128, 256)
+        for against in ("torch", "numpy")
+    ],
     ("cpu", "train step", "784-128-64-10, batch 64", "torch", 2.0),
     ("cpu", "train step", "64-64-10, batch 64", "torch", 4.0),
     ("cpu", "train step", "784-128-64-10, batch 512", "torch", 1.2),
@@ -62,19 +62,14 @@ TARGETS = [
     ("cuda", "sigmoid kernel", "10^8", "bandwidth", 0.7),
 ]
 
-# Seconds to sleep after a competitor's block, so that its spinning threads do not
-# slow down the next one (see the module docstring).
-SETTLE = {"numpy": 0.12, "torch": 0.015, "numnet": 0.015}
-
-# A ratio is noisy when the interquartile range of its repeats exceeds this fraction of
-# their median.
-NOISY = 0.25
-
-INSTALL_HINT = ("numnet bench: needs torch to compare against; install the test extra: "
-                "pip install -e '.[test]' (torch==2.13.0, the CPU build)")
+INSTALL_HINT = (
+    "numnet bench: needs torch to compare against; install the test extra: "
+    "pip install -e '.[test]' (torch==2.13.0, the CPU build)"
+)
 
 
 # -- the cases -----------------------------------------------------------------------------
+
 
 def _case(op, size, work, unit, calls, check=None):
     """One row: ``calls`` maps competitor -> zero-argument function (numnet first);
@@ -98,30 +93,37 @@ def _sizes(quick, busy=False):
     busy core shows (--busy), else a range."""
     if quick:
         return {
-            "sigmoid": [1000], "sum": [1000], "dot": [1000], "mm": [16, 64],
-            "linear": [(8, 32, 16)], "forward": ["notebook", (64, 32, 16, 4)], "randn": [1000],
+            "sigmoid": [1000],
+            "sum": [1000],
+            "dot": [1000],
+            "mm": [16, 64],
+            "linear": [(8, 32, 16)],
+            "forward": ["notebook", (64, 32, 16, 4)],
+            "randn": [1000],
             "train step": [(16, 32, 16, 4)],
         }
     batches = [(n, 784, m) for n in (16, 64, 512) for m in (128, 256)]
     if busy:
-        return {"sigmoid": [10**3, 10**5], "mm": [64, 256], "linear": [(64, 128, 64), *batches[2:4]],
-                "forward": ["notebook", (64, 784, 256)], "train step": [(64, 784, 128, 64, 10), (64, 64, 64, 10)]}
+        return {
+            "sigmoid": [10**3, 10**5],
+            "mm": [64, 256],
+            "linear": [(64, 128, 64), *batches[2:4]],
+            "forward": ["notebook", (64, 784, 256)],
+            "train step": [(64, 784, 128, 64, 10), (64, 64, 64, 10)],
+        }
     return {
-        "sigmoid": [10**3, 10**5, 10**7], "sigmoid kernel": [10**7], "sum": [10**3, 10**5, 10**7],
+        "sigmoid": [10**3, 10**5, 10**7],
+        "sigmoid kernel": [10**7],
+        "sum": [10**3, 10**5, 10**7],
         "dot": [10**3, 10**5, 10**7],
-        "mm": [64, 256, 1024, 2048], "mm float64": [1024],
+        "mm": [64, 256, 1024, 2048],
+        "mm float64": [1024],
         "linear": [(64, 128, 64), (64, 64, 10), *batches, (4096, 784, 256)],
         "forward": ["notebook", *batches, (4096, 784, 256, 10)],
         "randn": [10**3, 10**6],
         "train step": [(64, 784, 128, 64, 10), (512, 784, 128, 64, 10), (64, 64, 64, 10)],
         "train epoch": ["digits"],
     }
-
-
-def _count(n):
-    """10^7 for 10000000, else the number as it is."""
-    exponent = round(math.log10(n)) if n > 0 else 0
-    return f"10^{exponent}" if n == 10**exponent and exponent >= 3 else str(n)
 
 
 def notebook_network(torch):
@@ -164,10 +166,14 @@ def cpu_cases(torch, quick, busy=False):
         x = randn(n, scale=4.0)
         t = torch.from_numpy(x)
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: numnet.sigmoid(x), "numpy": lambda: 1 / (1 + np.exp(-x)),
-                     "torch": lambda: torch.sigmoid(t)}
-        return _case("sigmoid", _count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(numnet.sigmoid(x), torch.sigmoid(t), atol=1e-6))
+            calls = {
+                "numnet": lambda: numnet.sigmoid(x),
+                "numpy": lambda: 1 / (1 + np.exp(-x)),
+                "torch": lambda: torch.sigmoid(t),
+            }
+        return _case(
+            "sigmoid", count(n), 8 * n, "GB/s", calls, lambda: _close(numnet.sigmoid(x), torch.sigmoid(t), atol=1e-6)
+        )
 
     def sigmoid_kernel(n):
         """Into a preallocated output: the arithmetic alone, without the allocation (and
@@ -184,9 +190,12 @@ def cpu_cases(torch, quick, busy=False):
             np.reciprocal(out, out=out)
 
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: kernels.sigmoid_kernel(x, out, kernels.sigmoid_threads(n)), "numpy": numpy_sigmoid,
-                     "torch": lambda: torch.sigmoid(t, out=t_out)}
-        return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
+            calls = {
+                "numnet": lambda: kernels.sigmoid_kernel(x, out, kernels.sigmoid_threads(n)),
+                "numpy": numpy_sigmoid,
+                "torch": lambda: torch.sigmoid(t, out=t_out),
+            }
+        return _case("sigmoid kernel", count(n), 8 * n, "GB/s", calls)
 
     def sum_case(n):
         """numnet.sum: torch.sum's order, so its bits are torch's (the check is exact)."""
@@ -198,32 +207,46 @@ def cpu_cases(torch, quick, busy=False):
             ours = numnet.sum(x, torch_threads=torch.get_num_threads())
             return None if ours.tobytes() == torch.sum(t).numpy().tobytes() else "not torch.sum's bits"
 
-        return _case("sum", _count(n), 4 * n, "GB/s", calls, exact)
+        return _case("sum", count(n), 4 * n, "GB/s", calls, exact)
 
     def dot(n):
         a, b = randn(n), randn(n)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        calls = {"numnet": lambda: numnet.dot(a, b), "numpy": lambda: np.dot(a, b),
-                 "torch": lambda: torch.dot(ta, tb)}
-        return _case("dot", _count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2))
+        calls = {"numnet": lambda: numnet.dot(a, b), "numpy": lambda: np.dot(a, b), "torch": lambda: torch.dot(ta, tb)}
+        return _case(
+            "dot", count(n), 8 * n, "GB/s", calls, lambda: _close(numnet.dot(a, b), torch.dot(ta, tb), atol=1e-2)
+        )
 
     def mm(n, dtype=f32):
         a, b = randn(n, n).astype(dtype), randn(n, n).astype(dtype)
         ta, tb = torch.from_numpy(a), torch.from_numpy(b)
-        calls = {"numnet": lambda: numnet.mm(a, b), "numpy": lambda: a @ b,
-                 "torch": lambda: torch.mm(ta, tb)}
-        return _case("mm" if dtype == f32 else "mm float64", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
-                     lambda: _close(numnet.mm(a, b), torch.mm(ta, tb), atol=1e-3 * math.sqrt(n)))
+        calls = {"numnet": lambda: numnet.mm(a, b), "numpy": lambda: a @ b, "torch": lambda: torch.mm(ta, tb)}
+        return _case(
+            "mm" if dtype == f32 else "mm float64",
+            f"{n}x{n} @ {n}x{n}",
+            2 * n**3,
+            "GFLOP/s",
+            calls,
+            lambda: _close(numnet.mm(a, b), torch.mm(ta, tb), atol=1e-3 * math.sqrt(n)),
+        )
 
     def linear(shape):
         n, k, m = shape
         x, W, b = randn(n, k), randn(k, m, scale=k**-0.5), randn(m)
         tx, tW, tb = torch.from_numpy(x), torch.from_numpy(W), torch.from_numpy(b)
-        calls = {"numnet": lambda: numnet.linear(x, W, b), "numpy": lambda: x @ W + b,
-                 "torch": lambda: torch.addmm(tb, tx, tW)}
-        return _case("linear", f"{n}x{k} -> {m}", 2 * n * k * m, "GFLOP/s", calls,
-                     lambda: _close(numnet.linear(x, W, b), torch.addmm(tb, tx, tW)))
+        calls = {
+            "numnet": lambda: numnet.linear(x, W, b),
+            "numpy": lambda: x @ W + b,
+            "torch": lambda: torch.addmm(tb, tx, tW),
+        }
+        return _case(
+            "linear",
+            f"{n}x{k} -> {m}",
+            2 * n * k * m,
+            "GFLOP/s",
+            calls,
+            lambda: _close(numnet.linear(x, W, b), torch.addmm(tb, tx, tW)),
+        )
 
     def forward(shape):
         if shape == "notebook":
@@ -232,18 +255,28 @@ def cpu_cases(torch, quick, busy=False):
         else:
             n, *widths = shape
             tx = torch.from_numpy(randn(n, widths[0]))
-            tlayers = [(torch.from_numpy(randn(i, o, scale=i**-0.5)), torch.from_numpy(randn(o)))
-                       for i, o in zip(widths, widths[1:])]
+            tlayers = [
+                (torch.from_numpy(randn(i, o, scale=i**-0.5)), torch.from_numpy(randn(o)))
+                for i, o in zip(widths, widths[1:])
+            ]
             size = f"{n}x{widths[0]} -> " + " -> ".join(map(str, widths[1:]))
             flops = 2 * n * sum(i * o for i, o in zip(widths, widths[1:]))
         x = tx.numpy()
         layers = [(W.numpy(), b.numpy()) for W, b in tlayers]
         with np.errstate(over="ignore"):
-            calls = {"numnet": lambda: numnet.forward(x, layers),
-                     "numpy": lambda: numpy_forward(x, layers),
-                     "torch": lambda: torch_forward(torch, tx, tlayers)}
-        return _case("forward", size, flops, "GFLOP/s", calls,
-                     lambda: _close(numnet.forward(x, layers), torch_forward(torch, tx, tlayers)))
+            calls = {
+                "numnet": lambda: numnet.forward(x, layers),
+                "numpy": lambda: numpy_forward(x, layers),
+                "torch": lambda: torch_forward(torch, tx, tlayers),
+            }
+        return _case(
+            "forward",
+            size,
+            flops,
+            "GFLOP/s",
+            calls,
+            lambda: _close(numnet.forward(x, layers), torch_forward(torch, tx, tlayers)),
+        )
 
     def randn_case(n):
         generator = np.random.default_rng(0)
@@ -254,19 +287,26 @@ def cpu_cases(torch, quick, busy=False):
             ours, theirs = numnet.randn(n), torch.randn(n).numpy()
             return None if ours.tobytes() == theirs.tobytes() else "not the same numbers as torch"
 
-        calls = {"numnet": lambda: numnet.randn(n),
-                 "numpy": lambda: generator.standard_normal(n, np.float32),  # another generator: for scale
-                 "torch": lambda: torch.randn(n)}
-        return _case("randn", _count(n), 4 * n, "GB/s", calls, same_numbers)
+        calls = {
+            "numnet": lambda: numnet.randn(n),
+            "numpy": lambda: generator.standard_normal(n, np.float32),  # another generator: for scale
+            "torch": lambda: torch.randn(n),
+        }
+        return _case("randn", count(n), 4 * n, "GB/s", calls, same_numbers)
 
     def train_step(shape):
         batch, *widths = shape
         x = randn(batch, widths[0])
         y = rng.integers(0, widths[-1], batch)
         steps = training_steps(torch, x, y, widths)
-        return _case("train step", "-".join(map(str, widths)) + f", batch {batch}",
-                     6 * batch * sum(i * o for i, o in zip(widths, widths[1:])), "GFLOP/s",
-                     {"numnet": steps["numnet"], "torch": steps["torch"]}, steps["check"])
+        return _case(
+            "train step",
+            "-".join(map(str, widths)) + f", batch {batch}",
+            6 * batch * sum(i * o for i, o in zip(widths, widths[1:])),
+            "GFLOP/s",
+            {"numnet": steps["numnet"], "torch": steps["torch"]},
+            steps["check"],
+        )
 
     def train_epoch(data):
         from numnet.data import load_digits
@@ -275,16 +315,28 @@ def cpu_cases(torch, quick, busy=False):
         widths, batch = [64, 64, 10], 64
         batches = np.array_split(np.arange(len(y_train)), len(y_train) // batch)
         steps = training_steps(torch, x_train, y_train, widths)
-        return _case("train epoch", f"digits 64-64-10, {len(batches)} batches of {batch}",
-                     6 * len(y_train) * sum(i * o for i, o in zip(widths, widths[1:])), "GFLOP/s",
-                     {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")})
+        return _case(
+            "train epoch",
+            f"digits 64-64-10, {len(batches)} batches of {batch}",
+            6 * len(y_train) * sum(i * o for i, o in zip(widths, widths[1:])),
+            "GFLOP/s",
+            {name: (lambda step=steps[name]: [step(b) for b in batches]) for name in ("numnet", "torch")},
+        )
 
-    makers = {"sigmoid": sigmoid, "sigmoid kernel": sigmoid_kernel, "sum": sum_case, "dot": dot, "mm": mm,
-              "mm float64": lambda n: mm(n, np.float64),
-              "linear": linear, "forward": forward, "randn": randn_case, "train step": train_step,
-              "train epoch": train_epoch}
-    return [lambda op=op, size=size: makers[op](size)
-            for op, sizes in _sizes(quick, busy).items() for size in sizes]
+    makers = {
+        "sigmoid": sigmoid,
+        "sigmoid kernel": sigmoid_kernel,
+        "sum": sum_case,
+        "dot": dot,
+        "mm": mm,
+        "mm float64": lambda n: mm(n, np.float64),
+        "linear": linear,
+        "forward": forward,
+        "randn": randn_case,
+        "train step": train_step,
+        "train epoch": train_epoch,
+    }
+    return [lambda op=op, size=size: makers[op](size) for op, sizes in _sizes(quick, busy).items() for size in sizes]
 
 
 def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
@@ -297,7 +349,7 @@ def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
     cross_entropy, backward, optimizer.step. check() compares the two first losses.
     """
     import numnet
-    from numnet.train import init_layers
+    from numnet.commands.train import init_layers
 
     layers = init_layers(widths, seed=0)
     model = torch.nn.Sequential(*[m for W, b in layers for m in (torch.nn.Linear(*W.shape), torch.nn.ReLU())][:-1])
@@ -328,135 +380,47 @@ def training_steps(torch, x, y, widths, lr=0.01, momentum=0.9):
     return {"numnet": numnet_step, "torch": torch_step, "check": check}
 
 
-def cuda_cases(torch, quick):
-    """Factories of the GPU rows: numnet.cuda and torch on the same torch CUDA tensors."""
-    import numnet.cuda
-    from numba import cuda
-
-    from numnet.cuda import kernels as G
-    from numnet.cuda import ops as GO
-
-    gen = torch.Generator(device="cuda").manual_seed(0)
-    gpu = {"device": "cuda", "dtype": torch.float32}
-
-    def randn(*shape, scale=1.0):
-        return torch.randn(*shape, generator=gen, **gpu) * scale
-
-    def host(out):
-        return torch.as_tensor(out, device="cuda").cpu().numpy()
-
-    def mm(n):
-        a, b = randn(n, n), randn(n, n)
-        calls = {"numnet": lambda: numnet.cuda.mm(a, b), "torch": lambda: torch.mm(a, b)}
-        return _case("mm", f"{n}x{n} @ {n}x{n}", 2 * n**3, "GFLOP/s", calls,
-                     lambda: _close(host(numnet.cuda.mm(a, b)), torch.mm(a, b).cpu(), atol=1e-3 * math.sqrt(n)))
-
-    def sigmoid(n):
-        x = randn(n, scale=4.0)
-        calls = {"numnet": lambda: numnet.cuda.sigmoid(x), "torch": lambda: torch.sigmoid(x)}
-        return _case("sigmoid", _count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(host(numnet.cuda.sigmoid(x)), torch.sigmoid(x).cpu(), atol=1e-6))
-
-    def sigmoid_kernel(n):
-        """The kernel alone on preallocated arrays: what the op costs without its Python."""
-        x = randn(n, scale=4.0)
-        xd, out = cuda.as_cuda_array(x), cuda.device_array(n, np.float32)
-        launch = GO.launch(G.sigmoid_kernel, GO.launch_shape(n))
-        y = torch.empty_like(x)
-        calls = {"numnet": lambda: launch(xd, out), "torch": lambda: torch.sigmoid(x, out=y)}
-        return _case("sigmoid kernel", _count(n), 8 * n, "GB/s", calls)
-
-    def dot(n):
-        a, b = randn(n), randn(n)
-        calls = {"numnet": lambda: numnet.cuda.dot(a, b), "torch": lambda: torch.dot(a, b)}
-        return _case("dot", _count(n), 8 * n, "GB/s", calls,
-                     lambda: _close(host(numnet.cuda.dot(a, b)), torch.dot(a, b).cpu(), atol=1e-2))
-
-    def linear(shape):
-        n, k, m = shape
-        x, W, b = randn(n, k), randn(k, m, scale=k**-0.5), randn(m)
-        calls = {"numnet": lambda: numnet.cuda.linear(x, W, b), "torch": lambda: torch.addmm(b, x, W)}
-        return _case("linear", f"{n}x{k} -> {m}", 2 * n * k * m, "GFLOP/s", calls,
-                     lambda: _close(host(numnet.cuda.linear(x, W, b)), torch.addmm(b, x, W).cpu()))
-
-    def forward(shape):
-        n, *widths = shape
-        x = randn(n, widths[0])
-        layers = [(randn(i, o, scale=i**-0.5), randn(o)) for i, o in zip(widths, widths[1:])]
-        calls = {"numnet": lambda: numnet.cuda.forward(x, layers),
-                 "torch": lambda: torch_forward(torch, x, layers)}
-        flops = 2 * n * sum(i * o for i, o in zip(widths, widths[1:]))
-        size = f"{n}x{widths[0]} -> " + " -> ".join(map(str, widths[1:]))
-        return _case("forward", size, flops, "GFLOP/s", calls,
-                     lambda: _close(host(numnet.cuda.forward(x, layers)), torch_forward(torch, x, layers).cpu()))
-
-    if quick:
-        plan = [(mm, 64), (sigmoid, 10**4), (dot, 10**4), (linear, (64, 32, 16)), (forward, (64, 32, 16, 4))]
-    else:
-        plan = [(mm, 1024), (mm, 4096), (sigmoid, 10**6), (sigmoid, 10**8), (sigmoid_kernel, 10**8),
-                (dot, 10**7), (linear, (4096, 784, 256)), (forward, (4096, 784, 256, 10))]
-    return [lambda make=make, size=size: make(size) for make, size in plan]
+# The GPU rows: (op, size) of numnet gpu-report's cases (numnet/commands/gpu_report.py).
+CUDA_PLAN = {
+    "quick": [("mm", 64), ("sigmoid", 10**4), ("dot", 10**4), ("linear", (64, 32, 16)), ("forward", (64, 32, 16, 4))],
+    "full": [
+        ("mm", 1024),
+        ("mm", 4096),
+        ("sigmoid", 10**6),
+        ("sigmoid", 10**8),
+        ("sigmoid kernel", 10**8),
+        ("dot", 10**7),
+        ("linear", (4096, 784, 256)),
+        ("forward", (4096, 784, 256, 10)),
+    ],
+}
 
 
-# -- timing --------------------------------------------------------------------------------
+def cuda_cases(torch, quick, plan=None):
+    """Factories of the GPU rows, built by gpu-report's case builder: numnet.cuda on GPU
+    arrays and torch on views of the same memory, TF32 off. The check before timing is
+    gpu-report's: numnet.cuda against numnet's CPU op (and torch) within numnet.testing's
+    tolerances. ``plan``: [(op, size), ...], CUDA_PLAN's by default."""
+    from numnet.commands import gpu_report
 
-def _block(fn, calls, sync):
-    """Seconds per call of ``calls`` back-to-back calls (``sync`` waits for a GPU)."""
-    sync()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    sync()
-    return (time.perf_counter() - start) / calls
+    rng = np.random.default_rng(0)
+    refs = gpu_report.references(torch)
 
+    def make(op, size):
+        case = gpu_report.build_cases({"sigmoid" if op == "sigmoid kernel" else op: size}, torch, rng)[op]()
+        calls = {"numnet": case["time_numnet"]}
+        if case["time_torch"] is not None:
+            calls["torch"] = case["time_torch"]
 
-def measure(calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None, tick=lambda: None,
-            calls_per_block=None):
-    """Time the competitors in ``calls`` (name -> function, the first one the reference,
-    numnet) side by side, as the module docstring says.
+        def check():
+            row = gpu_report.check_case(case, refs)
+            failed = [row[k] for k in ("vs_cpu", "vs_torch") if row.get(k, "ok").startswith("FAIL")]
+            return "; ".join(failed) or None
 
-    Returns {"calls": per-block call counts, "times": name -> seconds per call in each
-    repeat, "ratios": name -> its time / the reference's in each repeat}, after a
-    warm-up. Blocks last about ``block_seconds``, or hold ``calls_per_block`` calls.
-    ``tick()`` is called after each repeat (the progress bar).
-    """
-    names = list(calls)
-    for fn in calls.values():  # warm-up: compile, allocate, fill caches
-        fn()
-        fn()
-    per_block = {}
-    for name, fn in calls.items():
-        if calls_per_block:
-            per_block[name] = calls_per_block
-            continue
-        one = _block(fn, 1, sync)
-        per_block[name] = max(1, min(100_000, int(block_seconds / max(one, 1e-9))))
-        time.sleep(settle.get(name, 0))
-    times = {name: [] for name in names}
-    for r in range(repeats):
-        order = names[r % len(names):] + names[:r % len(names)]  # rotate who goes first
-        for name in order:
-            calls[name]()  # wakes its worker threads, asleep since the settling pause
-            times[name].append(_block(calls[name], per_block[name], sync))
-            if settle:
-                time.sleep(settle.get(name, 0))
-        tick()
-    ratios = {name: [t / base for t, base in zip(times[name], times[names[0]])] for name in names}
-    return {"calls": per_block, "times": times, "ratios": ratios}
+        return _case(op, case["size"], case["work"], case["unit"], calls, check if "gpu" in case else None)
 
-
-def spread(values):
-    """The interquartile range of ``values`` over their median (0 for fewer than 2)."""
-    if len(values) < 2:
-        return 0.0
-    q1, _, q3 = statistics.quantiles(values, n=4, method="inclusive")
-    middle = statistics.median(values)
-    return (q3 - q1) / middle if middle > 0 else float("inf")
-
-
-def _rate(work, seconds):
-    """GFLOP/s or GB/s from the FLOPs or bytes of one call and its seconds."""
-    return work / seconds / 1e9 if seconds > 0 else float("nan")
+    plan = plan or CUDA_PLAN["quick" if quick else "full"]
+    return [lambda op=op, size=size: make(op, size) for op, size in plan]
 
 
 def run_cases(device, factories, repeats, block_seconds, settle, sync, progress, stalls=False):
@@ -474,12 +438,10 @@ def run_cases(device, factories, repeats, block_seconds, settle, sync, progress,
             rows.append(row)
             task(repeats)
             continue
-        timing = measure(case["calls"], repeats, block_seconds, settle, sync, tick=lambda: task(1))
+        timing = measure(case["calls"], repeats, block_seconds, settle, sync, tick=lambda task=task: task(1))
         row.update(timing)
-        row["median_time"] = {n: statistics.median(t) for n, t in timing["times"].items()}
-        row["median_ratio"] = {n: statistics.median(r) for n, r in timing["ratios"].items()}
-        row["noisy"] = sorted(n for n, r in timing["ratios"].items() if spread(r) > NOISY)
-        row["rate"] = _rate(case["work"], row["median_time"]["numnet"])
+        row.update(medians(timing))
+        row["rate"] = rate(case["work"], row["median_time"]["numnet"])
         if stalls:
             row["numnet_single_calls"] = dict(zip(("median", "p99", "max"), worst_calls(case["calls"]["numnet"])))
         rows.append(row)
@@ -488,6 +450,7 @@ def run_cases(device, factories, repeats, block_seconds, settle, sync, progress,
 
 
 # -- the GPU's memory bandwidth ---------------------------------------------------------------
+
 
 def gpu_bandwidth(torch=None):
     """The GPU's peak memory bandwidth in GB/s, from its memory clock (kHz) and bus
@@ -508,29 +471,27 @@ def gpu_bandwidth(torch=None):
 
 def check_targets(rows, bandwidth=None):
     """Each target of TARGETS with the figure measured for it (None when not run)."""
-    found = []
-    for device, op, size, against, minimum in TARGETS:
-        row = next((r for r in rows if (r["device"], r["op"], r["size"]) == (device, op, size)
-                    and "median_ratio" in r), None)
-        measured = None
-        if row is not None:
-            if against == "bandwidth":
-                measured = row["rate"] / bandwidth if bandwidth else None
-            else:
-                measured = row["median_ratio"].get(against)  # their time / numnet's
-        found.append({"device": device, "op": op, "size": size, "against": against,
-                      "minimum": minimum, "measured": measured,
-                      "met": None if measured is None else measured >= minimum})
-    return found
+
+    def find(t):
+        return next(
+            (
+                r
+                for r in rows
+                if (r["device"], r["op"], r["size"]) == (t["device"], t["op"], t["size"]) and "median_ratio" in r
+            ),
+            None,
+        )
+
+    def figure(t, row):
+        if t["against"] == "bandwidth":
+            return row["rate"] / bandwidth if bandwidth else None
+        return row["median_ratio"].get(t["against"])  # their time / numnet's
+
+    keys = ("device", "op", "size", "against", "minimum")
+    return timing.check_targets([dict(zip(keys, t)) for t in TARGETS], find, figure)
 
 
 # -- output ----------------------------------------------------------------------------------
-
-def _seconds(t):
-    for unit, scale in (("s", 1), ("ms", 1e-3), ("us", 1e-6)):
-        if t >= scale:
-            return f"{t / scale:.3g} {unit}"
-    return f"{t / 1e-9:.3g} ns"
 
 
 def table_rows(rows):
@@ -543,70 +504,63 @@ def table_rows(rows):
             continue
         t, q = r["median_time"], r["median_ratio"]
         single = r.get("numnet_single_calls")
-        cells.append([
-            r["device"], r["op"], r["size"],
-            *(_seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
-            f"{r['rate']:.3g} {r['unit']}",
-            *(f"{q[n]:.2f}x" + (" noisy" if n in r.get("noisy", ()) else "") if n in q else "-"
-              for n in ("numpy", "torch")),
-            *([f"{_seconds(single['p99'])} / {_seconds(single['max'])}"] if single else []),
-        ])
+        cells.append(
+            [
+                r["device"],
+                r["op"],
+                r["size"],
+                *(seconds(t[n]) if n in t else "-" for n in ("numnet", "numpy", "torch")),
+                f"{r['rate']:.3g} {r['unit']}",
+                *(
+                    f"{q[n]:.2f}x" + (" noisy" if n in r.get("noisy", ()) else "") if n in q else "-"
+                    for n in ("numpy", "torch")
+                ),
+                *([f"{seconds(single['p99'])} / {seconds(single['max'])}"] if single else []),
+            ]
+        )
     return cells
 
 
 HEADERS = ["device", "op", "size", "numnet", "numpy", "torch", "numnet rate", "vs numpy", "vs torch"]
 
 
-NOISE_NOTE = (f"noisy: the ratio's repeats spread over more than {NOISY:.0%} of their median "
-              "(interquartile range): measure it again before you quote it")
+TITLE = "numnet against numpy and torch: median time per call; 'vs' = their time / numnet's"
 
 
 def print_table(rows, targets, console=None):
-    cells = table_rows(rows)
     headers = HEADERS + (["numnet p99 / slowest call"] if any("numnet_single_calls" in r for r in rows) else [])
-    cells = [c + [""] * (len(headers) - len(c)) for c in cells]
     unmeasured = sum(t["measured"] is None for t in targets)
     targets = [t for t in targets if t["measured"] is not None]
     notes = ([NOISE_NOTE] if any(r.get("noisy") for r in rows) else []) + (
-        [f"{unmeasured} targets are for sizes or devices this run did not time"] if unmeasured else [])
+        [f"{unmeasured} targets are for sizes or devices this run did not time"] if unmeasured else []
+    )
     target_cells = [
-        [t["device"], t["op"], t["size"], f">= {t['minimum']:g}"
-         + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
-         "not run" if t["measured"] is None else f"{t['measured']:.2f}",
-         "-" if t["met"] is None else ("met" if t["met"] else "MISSED")]
+        [
+            t["device"],
+            t["op"],
+            t["size"],
+            f">= {t['minimum']:g}" + (" of peak bandwidth" if t["against"] == "bandwidth" else f"x {t['against']}"),
+            f"{t['measured']:.2f}",
+            timing.verdict(t),
+        ]
         for t in targets
     ]
-    if console is not None:
-        from rich.table import Table
-
-        table = Table(title="numnet against numpy and torch: median time per call; "
-                      "'vs' = their time / numnet's (above 1: numnet faster)")
-        for h in headers:
-            table.add_column(h, justify="left" if h in ("device", "op", "size") else "right")
-        for c in cells:
-            table.add_row(*c)
-        console.print(table)
-        goals = Table(title="targets: their time / numnet's, at least")
-        for h in ("device", "op", "size", "target", "measured", ""):
-            goals.add_column(h)
-        for c in target_cells:
-            goals.add_row(*c)
-        if target_cells:
-            console.print(goals)
-        for note in notes:
-            console.print(note, highlight=False)
-        return
-    widths = [max(len(h), *(len(c[i]) for c in cells)) if cells else len(h) for i, h in enumerate(headers)]
-    print("numnet against numpy and torch: median time per call; 'vs' = their time / numnet's")
-    print("  ".join(h.ljust(w) for h, w in zip(headers, widths)))
-    for c in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(c, widths)))
+    timing.write_table(
+        TITLE + (" (above 1: numnet faster)" if console is not None else ""),
+        headers,
+        table_rows(rows),
+        console=console,
+        left=("device", "op", "size"),
+    )
     if target_cells:
-        print("targets: their time / numnet's, at least:")
-    for c in target_cells:
-        print("  " + "  ".join(c))
-    for note in notes:
-        print(note)
+        timing.write_table(
+            "targets: their time / numnet's, at least",
+            ["device", "op", "size", "target", "measured", ""],
+            target_cells,
+            console=console,
+            left=("device", "op", "size", "target", "measured", ""),
+        )
+    timing.write_lines(None, notes, console=console)
 
 
 def plot(rows, targets, path):
@@ -651,10 +605,15 @@ def environment(torch):
     import numnet
 
     info = {
-        "numnet": numnet.__version__, "numpy": np.__version__, "numba": numba.__version__,
-        "torch": torch.__version__, "python": platform.python_version(),
-        "machine": platform.machine(), "processor": _cpu_name(),
-        "cpu_count": os.cpu_count(), "numba_threads": numba.get_num_threads(),
+        "numnet": numnet.__version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "machine": platform.machine(),
+        "processor": _cpu_name(),
+        "cpu_count": os.cpu_count(),
+        "numba_threads": numba.get_num_threads(),
         "torch_threads": torch.get_num_threads(),
     }
     return info
@@ -667,7 +626,9 @@ def cpu_slug(name=None):
     return re.sub(r"[^a-z0-9]+", "-", (name or _cpu_name()).lower()).strip("-") or "unknown-cpu"
 
 
-RESULTS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks", "results")
+RESULTS = os.path.join(
+    os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))), "benchmarks", "results"
+)
 
 
 def compare(fresh, kept, slower=0.10):
@@ -682,7 +643,9 @@ def compare(fresh, kept, slower=0.10):
             continue
         t0, t1 = before["median_time"]["numnet"], r["median_time"]["numnet"]
         if t1 > (1 + slower) * t0:
-            found.append(f"{r['device']} {r['op']} {r['size']}: {_seconds(t0)} -> {_seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)")
+            found.append(
+                f"{r['device']} {r['op']} {r['size']}: {seconds(t0)} -> {seconds(t1)} (+{100 * (t1 / t0 - 1):.0f}%)"
+            )
     return found
 
 
@@ -698,6 +661,7 @@ def _cpu_name():
 
 
 # -- --busy: another process keeps one core busy -------------------------------------------------
+
 
 def _spin():
     while True:
@@ -732,17 +696,21 @@ def worst_calls(fn, seconds=0.5, most=2000):
 
 # -- the command ---------------------------------------------------------------------------------
 
+
 def _progress(console):
     """A function (label, total) -> advance(k): a rich progress bar, or nothing."""
     if console is None or not console.is_terminal:
+
         def start(label, total):
             print(f"  timing {label} ...", file=sys.stderr, flush=True)
             return lambda k: None
+
         return start, None
     from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
-    bar = Progress(TextColumn("{task.description:40s}"), BarColumn(), TimeRemainingColumn(),
-                   console=console, transient=True)
+    bar = Progress(
+        TextColumn("{task.description:40s}"), BarColumn(), TimeRemainingColumn(), console=console, transient=True
+    )
 
     def start(label, total):
         task = bar.add_task(label, total=total)
@@ -788,16 +756,21 @@ def main(args):
     settle = SETTLE  # even --quick: one spinning library can slow the next a thousandfold
 
     env = environment(torch)
-    print(f"numnet {env['numnet']}, numpy {env['numpy']}, numba {env['numba']}, torch {env['torch']}; "
-          f"{env['processor']}, {env['cpu_count']} CPUs, threads: numba {env['numba_threads']}, "
-          f"torch {env['torch_threads']}; float32; median of {repeats} interleaved repeats"
-          + (" (--quick: small sizes, figures not meaningful)" if quick else ""), flush=True)
+    print(
+        f"numnet {env['numnet']}, numpy {env['numpy']}, numba {env['numba']}, torch {env['torch']}; "
+        f"{env['processor']}, {env['cpu_count']} CPUs, threads: numba {env['numba_threads']}, "
+        f"torch {env['torch_threads']}; float32; median of {repeats} interleaved repeats"
+        + (" (--quick: small sizes, figures not meaningful)" if quick else ""),
+        flush=True,
+    )
 
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     env["load_average_at_start"] = load
     if load > 0.5:
-        print(f"warning: load average {load:.2f}: other processes share the CPUs; the ratios "
-              "will vary from run to run", flush=True)
+        print(
+            f"warning: load average {load:.2f}: other processes share the CPUs; the ratios will vary from run to run",
+            flush=True,
+        )
     plan = []
     if device in ("cpu", "all"):
         plan.append(("cpu busy" if busy else "cpu", cpu_cases(torch, quick, busy), lambda: None))
@@ -812,8 +785,11 @@ def main(args):
             bandwidth = gpu_bandwidth(torch)
             env["gpu"] = torch.cuda.get_device_name()
             env["gpu_bandwidth_GBps"] = bandwidth
-            print(f"cuda: {env['gpu']}, peak memory bandwidth "
-                  f"{'unknown' if bandwidth is None else f'{bandwidth:.0f} GB/s'}; TF32 off", flush=True)
+            print(
+                f"cuda: {env['gpu']}, peak memory bandwidth "
+                f"{'unknown' if bandwidth is None else f'{bandwidth:.0f} GB/s'}; TF32 off",
+                flush=True,
+            )
             plan.append(("cuda", cuda_cases(torch, quick), torch.cuda.synchronize))
 
     spinner = None
@@ -827,8 +803,16 @@ def main(args):
         bar.start()
     try:
         for name, factories, sync in plan:
-            rows += run_cases(name, factories, repeats, block_seconds,
-                              settle if name.startswith("cpu") else {}, sync, start, stalls=busy)
+            rows += run_cases(
+                name,
+                factories,
+                repeats,
+                block_seconds,
+                settle if name.startswith("cpu") else {},
+                sync,
+                start,
+                stalls=busy,
+            )
     finally:
         if bar is not None:
             bar.stop()
@@ -837,22 +821,30 @@ def main(args):
 
     targets = check_targets(rows, bandwidth)
     print_table(rows, targets, console)
-    result = {"environment": env, "quick": quick, "repeats": repeats, "block_seconds": block_seconds,
-              "settle_seconds": settle, "rows": rows, "targets": targets}
+    result = {
+        "environment": env,
+        "quick": quick,
+        "repeats": repeats,
+        "block_seconds": block_seconds,
+        "settle_seconds": settle,
+        "rows": rows,
+        "targets": targets,
+    }
     if getattr(args, "json", None):
-        with open(args.json, "w") as f:
-            json.dump(result, f, indent=1)
-        print(f"wrote {args.json}")
+        timing.write_json(args.json, result)
     if getattr(args, "compare", False):
         kept_path = os.path.join(RESULTS, cpu_slug(env["processor"]) + ".json")
         if not os.path.exists(kept_path):
-            print(f"--compare: no kept result for this CPU ({kept_path}); keep one with "
-                  f"numnet bench --json {kept_path}")
+            print(
+                f"--compare: no kept result for this CPU ({kept_path}); keep one with numnet bench --json {kept_path}"
+            )
         else:
             with open(kept_path) as f:
                 slower = compare(result, json.load(f))
-            print(f"--compare against {kept_path}: " + ("no row more than 10% slower" if not slower else
-                  f"{len(slower)} rows more than 10% slower:"))
+            print(
+                f"--compare against {kept_path}: "
+                + ("no row more than 10% slower" if not slower else f"{len(slower)} rows more than 10% slower:")
+            )
             for line in slower:
                 print("  " + line)
     if getattr(args, "plot", None):

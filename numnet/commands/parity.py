@@ -7,6 +7,7 @@ justified there. The exit code is 0 only if every row passes.
 
 Needs torch (``pip install 'numnet[test]'``); rich draws the table and the progress bar.
 """
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -44,6 +45,7 @@ class NotebookRow:
 
 def torch_references(torch):
     """Trusted float64 references for the tolerances: torch's matmul and sigmoid."""
+
     def matmul(a, b):
         return torch.mm(torch.from_numpy(np.ascontiguousarray(a)), torch.from_numpy(np.ascontiguousarray(b))).numpy()
 
@@ -97,7 +99,7 @@ def random_cases(rng, small):
     for dtype in (np.float32, np.float64):
         for kind in KINDS:
             n, k, m = (int(v) for v in rng.integers(0, top + 1, 3))
-            values = lambda *shape: random_values(rng, shape, dtype, kind)  # noqa: E731
+            values = lambda *shape, dtype=dtype, kind=kind: random_values(rng, shape, dtype, kind)  # noqa: E731
             yield "sigmoid", (values(n, k),)
             yield "dot", (values(n, k), values(n, k))
             yield "mm", (values(n, k), values(k, m))
@@ -136,19 +138,29 @@ def notebook_rows(torch, ops, path):
     W1, W2 = torch.randn(3, 2), torch.randn(2, 1)
     B1, B2 = torch.randn((1, 2)), torch.randn((1, 1))
     cells = [
-        ("output1 (sum)", ops.neuron(f.numpy(), w.numpy(), b.numpy()),
-         torch.sigmoid(torch.sum(f * w) + b), 0.1595),
-        ("output2 (mm)", ops.sigmoid(ops.linear(f.numpy(), w.view(5, 1).numpy(), b.numpy())),
-         torch.sigmoid(torch.mm(f, w.view(5, 1)) + b), 0.1595),
-        ("two-layer output", ops.forward(x.numpy(), [(W1.numpy(), B1.numpy()), (W2.numpy(), B2.numpy())]),
-         torch.sigmoid(torch.mm(torch.sigmoid(torch.mm(x, W1) + B1), W2) + B2), 0.3171),
+        ("output1 (sum)", ops.neuron(f.numpy(), w.numpy(), b.numpy()), torch.sigmoid(torch.sum(f * w) + b), 0.1595),
+        (
+            "output2 (mm)",
+            ops.sigmoid(ops.linear(f.numpy(), w.view(5, 1).numpy(), b.numpy())),
+            torch.sigmoid(torch.mm(f, w.view(5, 1)) + b),
+            0.1595,
+        ),
+        (
+            "two-layer output",
+            ops.forward(x.numpy(), [(W1.numpy(), B1.numpy()), (W2.numpy(), B2.numpy())]),
+            torch.sigmoid(torch.mm(torch.sigmoid(torch.mm(x, W1) + B1), W2) + B2),
+            0.3171,
+        ),
     ]
     rows = []
     for name, got, expected, printed in cells:
         report = testing.compare(got, expected.numpy(), ulp=2 * testing.SIGMOID_ULP)
         shows = f"{got.item():.4f}" == f"{printed:.4f}" == f"{expected.item():.4f}"
-        rows.append(NotebookRow(name, path, f"{got.item():.4f}", got.item(), expected.item(),
-                                report.max_ulp, report.ok and shows))
+        rows.append(
+            NotebookRow(
+                name, path, f"{got.item():.4f}", got.item(), expected.item(), report.max_ulp, report.ok and shows
+            )
+        )
     return rows
 
 
@@ -164,8 +176,9 @@ def generator_rows(torch, rng):
             theirs = np.concatenate([torch.randn(size, dtype=tdtype).numpy(), torch.randn(3, dtype=tdtype).numpy()])
             report = testing.compare(ours, theirs, ulp=0)
             same = ours.tobytes() == theirs.tobytes()
-            rows.append(Row("randn", "cpu", f"{size}, 3", report.dtype, report.max_abs_err,
-                            report.max_ulp, "bits", same))
+            rows.append(
+                Row("randn", "cpu", f"{size}, 3", report.dtype, report.max_abs_err, report.max_ulp, "bits", same)
+            )
     return rows
 
 
@@ -204,7 +217,9 @@ def run(device="all", seed=0, console=None):
     for path, ops in available_paths(device):
         jobs.append(lambda ops=ops, path=path: notebook_rows(torch, ops, path))
         for op, args in random_cases(rng, small=path != "cpu"):
-            jobs.append(lambda ops=ops, path=path, op=op, args=args: [compare_op(torch, ops, path, op, args, references)])
+            jobs.append(
+                lambda ops=ops, path=path, op=op, args=args: [compare_op(torch, ops, path, op, args, references)]
+            )
     jobs.append(lambda: generator_rows(torch, rng))
     rows = []
     for job in track(jobs, description="comparing with torch", console=console, transient=True):
@@ -222,8 +237,16 @@ def run(device="all", seed=0, console=None):
             notebook.add_row(r.value, r.path, r.printed, repr(r.numnet), repr(r.torch), str(r.ulp), verdict(r.ok))
         else:
             ulps = str(r.max_ulp) if r.max_ulp < 10**6 else f"{r.max_ulp:.2g}"
-            ops_table.add_row(r.op, r.path, r.shape, r.dtype, f"{r.max_abs_err:.3g}", ulps,
-                              r.tolerance, verdict(r.ok) + (f" ({r.note})" if r.note else ""))
+            ops_table.add_row(
+                r.op,
+                r.path,
+                r.shape,
+                r.dtype,
+                f"{r.max_abs_err:.3g}",
+                ulps,
+                r.tolerance,
+                verdict(r.ok) + (f" ({r.note})" if r.note else ""),
+            )
     console.print(notebook)
     console.print(ops_table)
     console.print(
