@@ -96,3 +96,38 @@ def stack_matrix(dtype, rows, cols):
         return array._getvalue()
 
     return matrix, codegen
+
+
+@intrinsic
+def add_vector(typingctx, dst, d, src, s, lanes):
+    """dst.flat[d + k] += src.flat[s + k] for k < ``lanes`` (a literal int), as one vector:
+    a vector load of each, one vector fadd, one store. Each lane is the same IEEE addition
+    as the scalar ``+=``, so the bits are the scalar loop's; numba leaves LLVM's SLP
+    vectoriser off, which would otherwise find these vectors in the unrolled scalar
+    loop, and the loop vectoriser does not take a loop whose additions must stay in
+    order. dst, src: C-ordered arrays of one float
+    dtype; d + lanes and s + lanes within them (no bounds check)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
+            and isinstance(dst.dtype, types.Float) and dst.layout == "C" and src.layout == "C"
+            and isinstance(d, types.Integer) and isinstance(s, types.Integer)
+            and isinstance(lanes, types.IntegerLiteral)):
+        return None
+    count = lanes.literal_value
+
+    def codegen(context, builder, sig, args):
+        item = context.get_data_type(sig.args[0].dtype)
+        align = context.get_abi_sizeof(item)
+        vector = ir.VectorType(item, count)
+
+        def pointer(array_type, array, index_type, index):
+            data = make_array(array_type)(context, builder, array).data
+            index = context.cast(builder, index, index_type, types.intp)
+            return builder.bitcast(builder.gep(data, [index], inbounds=True), vector.as_pointer())
+
+        to = pointer(sig.args[0], args[0], sig.args[1], args[1])
+        source = pointer(sig.args[2], args[2], sig.args[3], args[3])
+        total = builder.fadd(builder.load(to, align=align), builder.load(source, align=align))
+        builder.store(total, to, align=align)
+        return context.get_dummy_value()
+
+    return types.none(dst, d, src, s, lanes), codegen

@@ -66,7 +66,7 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic, overload
 
-from numnet._llvm import stack_matrix
+from numnet._llvm import add_vector, stack_matrix
 from numnet._jit import jit, threads
 
 LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
@@ -192,12 +192,27 @@ def _ceil_log2(n):
 
 
 @jit(inline="always")
-def _add_row(x, start, width, acc):
-    """acc[0, k] += x[start + k] for k < width. The row is read through a slice indexed
-    from 0: numba then needs no check for negative indices."""
-    row = x[start:start + width]
-    for k in range(width):
-        acc[0, k] += row[k]
+def _add_span(acc, d, x, s, width):
+    """acc.flat[d + k] += x.flat[s + k] for k < width (acc, x: C-ordered), lane by lane,
+    as vector adds (numnet._llvm.add_vector: the same additions, one instruction per
+    vector): of LANE_BYTES when width is a multiple of one, else (the scalar
+    accumulators) of width = ACCUMULATORS lanes."""
+    lanes = _lanes(x)
+    if width % lanes == 0:
+        for k in range(0, width, lanes):
+            _add_lane_vector(acc, d + k, x, s + k)
+    else:
+        add_vector(acc, d, x, s, ACCUMULATORS)
+
+
+def _add_lane_vector(acc, d, x, s):
+    """acc.flat[d:d + V] += x.flat[s:s + V], V = _lanes(x): one LANE_BYTES vector."""
+
+
+@overload(_add_lane_vector, inline="always")
+def _add_lane_vector_impl(acc, d, x, s):
+    lanes = LANE_BYTES // (x.dtype.bitwidth // 8)
+    return lambda acc, d, x, s: add_vector(acc, d, x, s, lanes)
 
 
 @jit(inline="always")
@@ -214,20 +229,19 @@ def _multi_row_sum(x, lo, rows, width, acc):
     i = 0
     while i + step <= rows:
         for _ in range(step):
-            _add_row(x, lo + i * width, width, acc)
+            _add_span(acc, 0, x, lo + i * width, width)
             i += 1
         for j in range(1, LEVELS):
+            _add_span(acc, j * width, acc, (j - 1) * width, width)
             for k in range(width):
-                acc[j, k] += acc[j - 1, k]
                 acc[j - 1, k] = zero
             if i & (mask << (j * power)) != 0:
                 break
     while i < rows:
-        _add_row(x, lo + i * width, width, acc)
+        _add_span(acc, 0, x, lo + i * width, width)
         i += 1
     for j in range(1, LEVELS):
-        for k in range(width):
-            acc[0, k] += acc[j, k]
+        _add_span(acc, 0, acc, j * width, width)
 
 
 def _lanes(x):
@@ -248,9 +262,25 @@ def _levels(typingctx, like):
     array would go to memory every row."""
     if not isinstance(like, types.Array):
         return None
-    width = ACCUMULATORS * LANE_BYTES // (like.dtype.bitwidth // 8)
-    levels, codegen = stack_matrix(like.dtype, LEVELS, width)
+    levels, codegen = stack_matrix(like.dtype, LEVELS, ACCUMULATORS * LANE_BYTES // (like.dtype.bitwidth // 8))
     return levels(like), codegen
+
+
+@intrinsic
+def _scalar_levels(typingctx, like):
+    """_levels for ACCUMULATORS scalars: (LEVELS, ACCUMULATORS), on the stack."""
+    if not isinstance(like, types.Array):
+        return None
+    levels, codegen = stack_matrix(like.dtype, LEVELS, ACCUMULATORS)
+    return levels(like), codegen
+
+
+@jit(inline="always")
+def _zero(acc):
+    zero = acc.dtype.type(0)
+    for j in range(acc.shape[0]):
+        for k in range(acc.shape[1]):
+            acc[j, k] = zero
 
 
 @jit
@@ -265,25 +295,21 @@ def row_sum(x, lo, hi, vectorised):
         width = ACCUMULATORS * lanes
         vectors = n // lanes
         acc = _levels(x)
-        for j in range(LEVELS):
-            for k in range(width):
-                acc[j, k] = zero
+        _zero(acc)
         rows = vectors // ACCUMULATORS
         _multi_row_sum(x, lo, rows, width, acc)
         for v in range(rows * ACCUMULATORS, vectors):  # left-over whole vectors
-            vector = x[lo + v * lanes:lo + (v + 1) * lanes]
-            for k in range(lanes):
-                acc[0, k] += vector[k]
+            _add_span(acc, 0, x, lo + v * lanes, lanes)
         for g in range(1, ACCUMULATORS):
-            for k in range(lanes):
-                acc[0, k] += acc[0, g * lanes + k]
+            _add_span(acc, 0, acc, g * lanes, lanes)
         total = zero
         for i in range(lo + vectors * lanes, hi):  # the tail, then the lanes
             total += x[i]
         for k in range(lanes):
             total += acc[0, k]
         return total
-    acc = np.zeros((LEVELS, ACCUMULATORS), x.dtype)
+    acc = _scalar_levels(x)
+    _zero(acc)
     rows = n // ACCUMULATORS
     _multi_row_sum(x, lo, rows, ACCUMULATORS, acc)
     for i in range(lo + rows * ACCUMULATORS, hi):
