@@ -64,9 +64,9 @@ import platform
 
 import numpy as np
 from numba import prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, register_jitable
 
-from numnet._llvm import add_vector, stack_matrix
+from numnet._llvm import always_inline, stack_matrix, vector_add
 from numnet._jit import jit, threads
 
 LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
@@ -178,9 +178,18 @@ def lanes(dtype):
 # -- the kernels ---------------------------------------------------------------------------
 
 
-@jit(inline="always")
+# How the kernels below are compiled, for a first call that compiles in seconds rather
+# than many: the helpers are numba's register_jitable functions, compiled once per
+# signature of plain (non-literal) types, where a @jit function called with a constant
+# (row_sum(x, 0, ...)) compiles again for that constant; and where their code must be
+# pasted into the caller (the stack accumulators), LLVM pastes it (always_inline), not
+# numba (inline="always"), which would copy and retype it at every call site.
+
+
+@register_jitable
 def _ceil_log2(n):
     """ATen's utils::CeilLog2: 1 for n <= 2, else ceil(log2(n))."""
+    always_inline()
     if n <= 2:
         return 1
     bits = 0
@@ -191,37 +200,56 @@ def _ceil_log2(n):
     return bits
 
 
-@jit(inline="always")
+@intrinsic
+def _lanes(typingctx, x):
+    """V, the lanes of a LANE_BYTES vector of x's dtype, as a constant of the compiled code."""
+    if not isinstance(x, types.Array):
+        return None
+    lanes = LANE_BYTES // (x.dtype.bitwidth // 8)
+    return types.intp(x), lambda context, builder, sig, args: context.get_constant(types.intp, lanes)
+
+
+@intrinsic
+def _add_lane_vector(typingctx, acc, d, x, s):
+    """acc.flat[d:d + V] += x.flat[s:s + V], V = _lanes(x): one vector add
+    (numnet._llvm.vector_add)."""
+    if not isinstance(x, types.Array):
+        return None
+    codegen = vector_add(acc, d, x, s, LANE_BYTES // (x.dtype.bitwidth // 8))
+    return None if codegen is None else (types.none(acc, d, x, s), codegen)
+
+
+@intrinsic
+def _add_accumulators(typingctx, acc, d, x, s):
+    """acc.flat[d:d + ACCUMULATORS] += x.flat[s:s + ACCUMULATORS]: the scalar
+    accumulators' row, as one vector add (numnet._llvm.vector_add)."""
+    codegen = vector_add(acc, d, x, s, ACCUMULATORS)
+    return None if codegen is None else (types.none(acc, d, x, s), codegen)
+
+
+@register_jitable
 def _add_span(acc, d, x, s, width):
     """acc.flat[d + k] += x.flat[s + k] for k < width (acc, x: C-ordered), lane by lane,
-    as vector adds (numnet._llvm.add_vector: the same additions, one instruction per
-    vector): of LANE_BYTES when width is a multiple of one, else (the scalar
-    accumulators) of width = ACCUMULATORS lanes."""
+    as vector adds (the same additions, one instruction per vector): of LANE_BYTES when
+    width is a multiple of one, else (the scalar accumulators) of width = ACCUMULATORS
+    lanes."""
+    always_inline()
     lanes = _lanes(x)
     if width % lanes == 0:
         for k in range(0, width, lanes):
             _add_lane_vector(acc, d + k, x, s + k)
     else:
-        add_vector(acc, d, x, s, ACCUMULATORS)
+        _add_accumulators(acc, d, x, s)
 
 
-def _add_lane_vector(acc, d, x, s):
-    """acc.flat[d:d + V] += x.flat[s:s + V], V = _lanes(x): one LANE_BYTES vector."""
-
-
-@overload(_add_lane_vector, inline="always")
-def _add_lane_vector_impl(acc, d, x, s):
-    lanes = LANE_BYTES // (x.dtype.bitwidth // 8)
-    return lambda acc, d, x, s: add_vector(acc, d, x, s, lanes)
-
-
-@jit(inline="always")
+@register_jitable
 def _multi_row_sum(x, lo, rows, width, acc):
     """acc[0, k] = sum_r x[lo + r * width + k], r = 0 .. rows-1, k < width, in four levels.
 
     acc: (LEVELS, width) zeros. Rows go into level 0 in blocks of 2^P; level j is added
     into level j + 1 after every 2^(jP) blocks; the levels are folded at the end.
     """
+    always_inline()
     zero = x.dtype.type(0)
     power = max(4, _ceil_log2(rows) // LEVELS)
     step = 1 << power
@@ -242,16 +270,6 @@ def _multi_row_sum(x, lo, rows, width, acc):
         i += 1
     for j in range(1, LEVELS):
         _add_span(acc, 0, acc, j * width, width)
-
-
-def _lanes(x):
-    """V, the lanes of a LANE_BYTES vector of x's dtype, as a constant of the compiled code."""
-
-
-@overload(_lanes, inline="always")
-def _lanes_impl(x):
-    lanes = LANE_BYTES // (x.dtype.bitwidth // 8)
-    return lambda x: lanes
 
 
 @intrinsic
@@ -275,15 +293,16 @@ def _scalar_levels(typingctx, like):
     return levels(like), codegen
 
 
-@jit(inline="always")
+@register_jitable
 def _zero(acc):
+    always_inline()
     zero = acc.dtype.type(0)
     for j in range(acc.shape[0]):
         for k in range(acc.shape[1]):
             acc[j, k] = zero
 
 
-@jit
+@register_jitable
 def row_sum(x, lo, hi, vectorised):
     """sum x[lo:hi] (x contiguous) in torch's order (module docstring): with ACCUMULATORS
     vectors of V lanes when ``vectorised`` and there are at least V values, else with
@@ -320,7 +339,7 @@ def row_sum(x, lo, hi, vectorised):
     return total
 
 
-@jit
+@register_jitable
 def _range_sum(rows, start, stop, vectorised):
     """0 + the sums of the row pieces that the flat index range [start, stop) covers,
     added in order: one torch thread's share. rows: (R, L), C-contiguous."""
@@ -336,7 +355,7 @@ def _range_sum(rows, start, stop, vectorised):
     return total
 
 
-@jit
+@register_jitable
 def _chunk_bounds(n, torch_threads):
     """(chunks C, values per chunk): at::parallel_for's split of n values over T threads."""
     if n < GRAIN or torch_threads == 1:
@@ -372,7 +391,7 @@ def serial_sum_kernel(rows, vectorised, torch_threads):
     return _fold(partial)
 
 
-@jit
+@register_jitable
 def _fold(partial):
     """The second pass: 0 + the T-long buffer of chunk sums, summed as a contiguous row."""
     return partial.dtype.type(0) + row_sum(partial, 0, partial.shape[0], True)
