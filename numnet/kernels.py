@@ -67,7 +67,7 @@ import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import config, literal_unroll, prange, types
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, overload, register_jitable
 
 from numnet import sums
 from numnet._jit import jit, threads
@@ -276,7 +276,7 @@ def sigmoid_kernel(x, out, threads):
         _sigmoid_loop(x, out)
 
 
-@jit
+@register_jitable
 def _products(a, b):
     """(1, n): a[i] * b[i] over flat arrays, each product rounded (no fused multiply-add)."""
     products = np.empty(a.shape[0], a.dtype)
@@ -293,16 +293,22 @@ def dot_kernel(a, b, torch_threads, threads):
     return sums.sum_kernel(_products(a, b), True, torch_threads, threads)
 
 
-@jit
-def serial_dot_kernel(a, b, torch_threads):
+# As in numnet.sums: register_jitable bodies, compiled into the kernels that call them,
+# and @jit kernels for the ops.
+@register_jitable
+def serial_dot(a, b, torch_threads):
     """dot_kernel on this thread alone (the same bits; nothing threaded to compile)."""
-    return sums.serial_sum_kernel(_products(a, b), True, torch_threads)
+    return sums.serial_sum(_products(a, b), True, torch_threads)
 
 
-@jit
-def small_dot_kernel(a, b):
+@register_jitable
+def small_dot(a, b):
     """dot_kernel for fewer than sums.GRAIN values (or one torch thread): the same bits."""
-    return sums.small_sum_kernel(_products(a, b), True)
+    return sums.small_sum(_products(a, b), True)
+
+
+serial_dot_kernel = jit(serial_dot)
+small_dot_kernel = jit(small_dot)
 
 
 # The ops call dot and neuron, which take the twin that compiles least for the size: a
@@ -334,14 +340,14 @@ def _neuron_out(s, b, out):
 @jit
 def small_neuron_kernel(x, w, b, out):
     """neuron_kernel for a sum torch does not split."""
-    _neuron_out(small_dot_kernel(x, w), b, out)
+    _neuron_out(small_dot(x, w), b, out)
 
 
 @jit
 def neuron_kernel(x, w, b, out, torch_threads):
     """out[i] = sigma(sum_j x[j] * w[j] + b[i]): one neuron, its bias broadcast over out;
     the sum is dot_kernel's, so numnet.neuron is sigmoid(numnet.dot(x, w) + b) bit for bit."""
-    _neuron_out(serial_dot_kernel(x, w, torch_threads), b, out)
+    _neuron_out(serial_dot(x, w, torch_threads), b, out)
 
 
 # -- the matrix product ---------------------------------------------------------------------

@@ -366,6 +366,7 @@ def _chunk_bounds(n, torch_threads):
     return chunks, (n + chunks - 1) // chunks
 
 
+@register_jitable
 def _chunk_sums(rows, partial, chunks, size, vectorised):
     """partial[c] = chunk c's sum (the thread slots torch fills), on numnet's threads."""
     n = rows.size
@@ -374,11 +375,13 @@ def _chunk_sums(rows, partial, chunks, size, vectorised):
 
 
 _chunk_sums_parallel = jit(parallel=True)(_chunk_sums)
-_chunk_sums_serial = jit(_chunk_sums)
 
 
-@jit
-def serial_sum_kernel(rows, vectorised, torch_threads):
+# The kernels numnet's ops call come in pairs: a register_jitable body, compiled into the
+# kernels that call it (a kernel called from another compiles, and is cached, once more),
+# and the @jit kernel for the ops.
+@register_jitable
+def serial_sum(rows, vectorised, torch_threads):
     """The sum of every value of rows: (R, L), C-contiguous, each row one of torch's rows
     (R = 1 for a contiguous array), in the order torch.sum gives with ``torch_threads``
     threads, computed on this thread."""
@@ -387,8 +390,11 @@ def serial_sum_kernel(rows, vectorised, torch_threads):
         return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
     chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
-    _chunk_sums_serial(rows, partial, chunks, size, vectorised)
+    _chunk_sums(rows, partial, chunks, size, vectorised)
     return _fold(partial)
+
+
+serial_sum_kernel = jit(serial_sum)
 
 
 @register_jitable
@@ -399,21 +405,24 @@ def _fold(partial):
 
 @jit
 def sum_kernel(rows, vectorised, torch_threads, threads):
-    """serial_sum_kernel's sum, torch's chunks on numnet's ``threads`` threads
+    """serial_sum's sum, torch's chunks on numnet's ``threads`` threads
     (numnet._jit.threads) when there are several: the same bits."""
     chunks, size = _chunk_bounds(rows.size, torch_threads)
     if threads == 1 or chunks == 1:
-        return serial_sum_kernel(rows, vectorised, torch_threads)
+        return serial_sum(rows, vectorised, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
     _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
     return _fold(partial)
 
 
-@jit
-def small_sum_kernel(rows, vectorised):
-    """serial_sum_kernel for a sum torch does not split (fewer than GRAIN values, or one
+@register_jitable
+def small_sum(rows, vectorised):
+    """serial_sum for a sum torch does not split (fewer than GRAIN values, or one
     torch thread): a small sum then compiles only this (a few seconds less on a first run)."""
     return rows.dtype.type(0) + _range_sum(rows, 0, rows.size, vectorised)
+
+
+small_sum_kernel = jit(small_sum)
 
 
 def unsplit(n, count):
