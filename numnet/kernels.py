@@ -290,7 +290,7 @@ def dot_kernel(a, b, torch_threads, threads):
     """sum_i a[i] * b[i] over flat arrays, accumulated in their dtype: the products
     summed as torch.sum(a * b) sums them (numnet.sums: torch_threads and threads as
     sums.sum_kernel takes them)."""
-    return sums.sum_kernel(_products(a, b), True, torch_threads, threads)
+    return sums.threaded_sum(_products(a, b), True, torch_threads, threads)
 
 
 # As in numnet.sums: register_jitable bodies, compiled into the kernels that call them,

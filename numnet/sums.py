@@ -403,16 +403,24 @@ def _fold(partial):
     return partial.dtype.type(0) + row_sum(partial, 0, partial.shape[0], True)
 
 
-@jit
-def sum_kernel(rows, vectorised, torch_threads, threads):
+@register_jitable
+def threaded_sum(rows, vectorised, torch_threads, threads):
     """serial_sum's sum, torch's chunks on numnet's ``threads`` threads
-    (numnet._jit.threads) when there are several: the same bits."""
-    chunks, size = _chunk_bounds(rows.size, torch_threads)
-    if threads == 1 or chunks == 1:
-        return serial_sum(rows, vectorised, torch_threads)
+    (numnet._jit.threads) when there are several: the same bits. serial_sum's steps,
+    written out rather than called: a call would compile and link a copy of them."""
+    n = rows.size
+    if n < GRAIN or torch_threads == 1:
+        return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
+    chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
-    _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
+    if threads > 1 and chunks > 1:
+        _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
+    else:
+        _chunk_sums(rows, partial, chunks, size, vectorised)
     return _fold(partial)
+
+
+sum_kernel = jit(threaded_sum)
 
 
 @register_jitable
