@@ -293,22 +293,18 @@ def dot_kernel(a, b, torch_threads, threads):
     return sums.threaded_sum(_products(a, b), True, torch_threads, threads)
 
 
-# As in numnet.sums: register_jitable bodies, compiled into the kernels that call them,
-# and @jit kernels for the ops.
-@register_jitable
-def serial_dot(a, b, torch_threads):
+@jit
+def serial_dot_kernel(a, b, torch_threads):
     """dot_kernel on this thread alone (the same bits; nothing threaded to compile)."""
     return sums.serial_sum(_products(a, b), True, torch_threads)
 
 
-@register_jitable
-def small_dot(a, b):
-    """dot_kernel for fewer than sums.GRAIN values (or one torch thread): the same bits."""
+@jit
+def small_dot_kernel(a, b):
+    """dot_kernel for fewer than sums.GRAIN values (or one torch thread): the same bits.
+    The sum is compiled into it (sums.small_sum), the kernel itself into small_neuron_kernel:
+    the walk-through's neuron and dot then compile the sum once."""
     return sums.small_sum(_products(a, b), True)
-
-
-serial_dot_kernel = jit(serial_dot)
-small_dot_kernel = jit(small_dot)
 
 
 # The ops call dot and neuron, which take the twin that compiles least for the size: a
@@ -340,14 +336,14 @@ def _neuron_out(s, b, out):
 @jit
 def small_neuron_kernel(x, w, b, out):
     """neuron_kernel for a sum torch does not split."""
-    _neuron_out(small_dot(x, w), b, out)
+    _neuron_out(small_dot_kernel(x, w), b, out)
 
 
 @jit
 def neuron_kernel(x, w, b, out, torch_threads):
     """out[i] = sigma(sum_j x[j] * w[j] + b[i]): one neuron, its bias broadcast over out;
     the sum is dot_kernel's, so numnet.neuron is sigmoid(numnet.dot(x, w) + b) bit for bit."""
-    _neuron_out(serial_dot(x, w, torch_threads), b, out)
+    _neuron_out(serial_dot_kernel(x, w, torch_threads), b, out)
 
 
 # -- the matrix product ---------------------------------------------------------------------
