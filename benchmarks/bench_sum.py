@@ -1,6 +1,6 @@
-"""numnet.sum of 10^7 float32 against torch.sum and numpy.sum, in one process.
+"""numnet.sum of 10^7 float32 (or float64) against torch.sum and numpy.sum, in one process.
 
-Run: python -m benchmarks.bench_sum [--n N] [--repeats R] [--torch-threads T]  (needs torch)
+Run: python -m benchmarks.bench_sum [--n N] [--dtype float64] [--repeats R] [--torch-threads T]  (needs torch)
 
 Each repeat calls numnet, torch and numpy once each, in turn (interleaved), after a
 warm-up; the medians are reported with the machine's load and CPU, and whether
@@ -26,6 +26,7 @@ def cpu_name():
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=10**7)
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--repeats", type=int, default=31)
     parser.add_argument("--torch-threads", type=int, help="torch.set_num_threads first")
     args = parser.parse_args(argv)
@@ -37,7 +38,7 @@ def main(argv=None):
 
     import numnet
 
-    x = np.random.default_rng(0).standard_normal(args.n).astype(np.float32)
+    x = np.random.default_rng(0).standard_normal(args.n).astype(args.dtype)
     t = torch.from_numpy(x)
     threads = torch.get_num_threads()
     calls = {
@@ -56,14 +57,14 @@ def main(argv=None):
         time.sleep(0.01)
     same = numnet.sum(x, torch_threads=torch.get_num_threads()).tobytes() == torch.sum(t).numpy().tobytes()
     print(
-        f"sum of {args.n} float32, median of {args.repeats} interleaved calls; {cpu_name()}, "
+        f"sum of {args.n} {args.dtype}, median of {args.repeats} interleaved calls; {cpu_name()}, "
         f"load {os.getloadavg()[0]:.2f}, torch threads {torch.get_num_threads()}"
     )
     ours = statistics.median(times["numnet"])
     for name, ts in times.items():
         median = statistics.median(ts)
         print(
-            f"  {name:7} {median * 1e3:7.2f} ms  {4 * args.n / median / 1e9:6.1f} GB/s  "
+            f"  {name:7} {median * 1e3:7.2f} ms  {x.nbytes / median / 1e9:6.1f} GB/s  "
             f"their time / numnet's: {median / ours:.2f}"
         )
     print(f"  numnet's bits are torch.sum's: {same}")

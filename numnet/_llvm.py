@@ -96,3 +96,52 @@ def stack_matrix(dtype, rows, cols):
         return array._getvalue()
 
     return matrix, codegen
+
+
+def vector_add(dst, d, src, s, lanes):
+    """An intrinsic's codegen for dst.flat[d + k] += src.flat[s + k], k < ``lanes`` (an
+    int), as one vector: a vector load of each, one vector fadd, one store; its first four
+    arguments are dst, d, src, s. None if the types do not fit (dst, src: C-ordered
+    arrays of one float dtype; d, s: integers). Each lane is the same IEEE addition as the
+    scalar ``+=``, so the bits are the scalar loop's; numba leaves LLVM's SLP vectoriser
+    off, which would otherwise find these vectors in an unrolled scalar loop, and the loop
+    vectoriser does not take a loop whose additions must stay in order. d + lanes and
+    s + lanes must lie within the arrays (no bounds check)."""
+    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
+            and isinstance(dst.dtype, types.Float) and dst.layout == "C" and src.layout == "C"
+            and isinstance(d, types.Integer) and isinstance(s, types.Integer)):
+        return None
+
+    def codegen(context, builder, sig, args):
+        item = context.get_data_type(sig.args[0].dtype)
+        align = context.get_abi_sizeof(item)
+        vector = ir.VectorType(item, lanes)
+
+        def pointer(array_type, array, index_type, index):
+            data = make_array(array_type)(context, builder, array).data
+            index = context.cast(builder, index, index_type, types.intp)
+            return builder.bitcast(builder.gep(data, [index], inbounds=True), vector.as_pointer())
+
+        to = pointer(sig.args[0], args[0], sig.args[1], args[1])
+        source = pointer(sig.args[2], args[2], sig.args[3], args[3])
+        total = builder.fadd(builder.load(to, align=align), builder.load(source, align=align))
+        builder.store(total, to, align=align)
+        return context.get_dummy_value()
+
+    return codegen
+
+
+@intrinsic
+def always_inline(typingctx):
+    """Have LLVM inline the calling function into every caller (the LLVM attribute
+    alwaysinline), as numba's ``inline="always"`` would, at a fraction of the compile
+    time: numba compiles the function once per signature and LLVM pastes its code, where
+    numba would copy, retype and relower the function's IR at every call site. Needed
+    where a caller's stack array (stack_matrix) must stay in registers: only once the
+    call is gone does LLVM see every index of it."""
+
+    def codegen(context, builder, signature, args):
+        builder.function.attributes.add("alwaysinline")
+        return context.get_dummy_value()
+
+    return types.none(), codegen

@@ -64,9 +64,9 @@ import platform
 
 import numpy as np
 from numba import prange, types
-from numba.extending import intrinsic, overload
+from numba.extending import intrinsic, register_jitable
 
-from numnet._llvm import stack_matrix
+from numnet._llvm import always_inline, stack_matrix, vector_add
 from numnet._jit import jit, threads
 
 LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
@@ -178,9 +178,18 @@ def lanes(dtype):
 # -- the kernels ---------------------------------------------------------------------------
 
 
-@jit(inline="always")
+# How the kernels below are compiled, for a first call that compiles in seconds rather
+# than many: the helpers are numba's register_jitable functions, compiled once per
+# signature of plain (non-literal) types, where a @jit function called with a constant
+# (row_sum(x, 0, ...)) compiles again for that constant; and where their code must be
+# pasted into the caller (the stack accumulators), LLVM pastes it (always_inline), not
+# numba (inline="always"), which would copy and retype it at every call site.
+
+
+@register_jitable
 def _ceil_log2(n):
     """ATen's utils::CeilLog2: 1 for n <= 2, else ceil(log2(n))."""
+    always_inline()
     if n <= 2:
         return 1
     bits = 0
@@ -191,22 +200,56 @@ def _ceil_log2(n):
     return bits
 
 
-@jit(inline="always")
-def _add_row(x, start, width, acc):
-    """acc[0, k] += x[start + k] for k < width. The row is read through a slice indexed
-    from 0: numba then needs no check for negative indices."""
-    row = x[start:start + width]
-    for k in range(width):
-        acc[0, k] += row[k]
+@intrinsic
+def _lanes(typingctx, x):
+    """V, the lanes of a LANE_BYTES vector of x's dtype, as a constant of the compiled code."""
+    if not isinstance(x, types.Array):
+        return None
+    lanes = LANE_BYTES // (x.dtype.bitwidth // 8)
+    return types.intp(x), lambda context, builder, sig, args: context.get_constant(types.intp, lanes)
 
 
-@jit(inline="always")
+@intrinsic
+def _add_lane_vector(typingctx, acc, d, x, s):
+    """acc.flat[d:d + V] += x.flat[s:s + V], V = _lanes(x): one vector add
+    (numnet._llvm.vector_add)."""
+    if not isinstance(x, types.Array):
+        return None
+    codegen = vector_add(acc, d, x, s, LANE_BYTES // (x.dtype.bitwidth // 8))
+    return None if codegen is None else (types.none(acc, d, x, s), codegen)
+
+
+@intrinsic
+def _add_accumulators(typingctx, acc, d, x, s):
+    """acc.flat[d:d + ACCUMULATORS] += x.flat[s:s + ACCUMULATORS]: the scalar
+    accumulators' row, as one vector add (numnet._llvm.vector_add)."""
+    codegen = vector_add(acc, d, x, s, ACCUMULATORS)
+    return None if codegen is None else (types.none(acc, d, x, s), codegen)
+
+
+@register_jitable
+def _add_span(acc, d, x, s, width):
+    """acc.flat[d + k] += x.flat[s + k] for k < width (acc, x: C-ordered), lane by lane,
+    as vector adds (the same additions, one instruction per vector): of LANE_BYTES when
+    width is a multiple of one, else (the scalar accumulators) of width = ACCUMULATORS
+    lanes."""
+    always_inline()
+    lanes = _lanes(x)
+    if width % lanes == 0:
+        for k in range(0, width, lanes):
+            _add_lane_vector(acc, d + k, x, s + k)
+    else:
+        _add_accumulators(acc, d, x, s)
+
+
+@register_jitable
 def _multi_row_sum(x, lo, rows, width, acc):
     """acc[0, k] = sum_r x[lo + r * width + k], r = 0 .. rows-1, k < width, in four levels.
 
     acc: (LEVELS, width) zeros. Rows go into level 0 in blocks of 2^P; level j is added
     into level j + 1 after every 2^(jP) blocks; the levels are folded at the end.
     """
+    always_inline()
     zero = x.dtype.type(0)
     power = max(4, _ceil_log2(rows) // LEVELS)
     step = 1 << power
@@ -214,30 +257,19 @@ def _multi_row_sum(x, lo, rows, width, acc):
     i = 0
     while i + step <= rows:
         for _ in range(step):
-            _add_row(x, lo + i * width, width, acc)
+            _add_span(acc, 0, x, lo + i * width, width)
             i += 1
         for j in range(1, LEVELS):
+            _add_span(acc, j * width, acc, (j - 1) * width, width)
             for k in range(width):
-                acc[j, k] += acc[j - 1, k]
                 acc[j - 1, k] = zero
             if i & (mask << (j * power)) != 0:
                 break
     while i < rows:
-        _add_row(x, lo + i * width, width, acc)
+        _add_span(acc, 0, x, lo + i * width, width)
         i += 1
     for j in range(1, LEVELS):
-        for k in range(width):
-            acc[0, k] += acc[j, k]
-
-
-def _lanes(x):
-    """V, the lanes of a LANE_BYTES vector of x's dtype, as a constant of the compiled code."""
-
-
-@overload(_lanes, inline="always")
-def _lanes_impl(x):
-    lanes = LANE_BYTES // (x.dtype.bitwidth // 8)
-    return lambda x: lanes
+        _add_span(acc, 0, acc, j * width, width)
 
 
 @intrinsic
@@ -248,12 +280,29 @@ def _levels(typingctx, like):
     array would go to memory every row."""
     if not isinstance(like, types.Array):
         return None
-    width = ACCUMULATORS * LANE_BYTES // (like.dtype.bitwidth // 8)
-    levels, codegen = stack_matrix(like.dtype, LEVELS, width)
+    levels, codegen = stack_matrix(like.dtype, LEVELS, ACCUMULATORS * LANE_BYTES // (like.dtype.bitwidth // 8))
     return levels(like), codegen
 
 
-@jit
+@intrinsic
+def _scalar_levels(typingctx, like):
+    """_levels for ACCUMULATORS scalars: (LEVELS, ACCUMULATORS), on the stack."""
+    if not isinstance(like, types.Array):
+        return None
+    levels, codegen = stack_matrix(like.dtype, LEVELS, ACCUMULATORS)
+    return levels(like), codegen
+
+
+@register_jitable
+def _zero(acc):
+    always_inline()
+    zero = acc.dtype.type(0)
+    for j in range(acc.shape[0]):
+        for k in range(acc.shape[1]):
+            acc[j, k] = zero
+
+
+@register_jitable
 def row_sum(x, lo, hi, vectorised):
     """sum x[lo:hi] (x contiguous) in torch's order (module docstring): with ACCUMULATORS
     vectors of V lanes when ``vectorised`` and there are at least V values, else with
@@ -265,25 +314,21 @@ def row_sum(x, lo, hi, vectorised):
         width = ACCUMULATORS * lanes
         vectors = n // lanes
         acc = _levels(x)
-        for j in range(LEVELS):
-            for k in range(width):
-                acc[j, k] = zero
+        _zero(acc)
         rows = vectors // ACCUMULATORS
         _multi_row_sum(x, lo, rows, width, acc)
         for v in range(rows * ACCUMULATORS, vectors):  # left-over whole vectors
-            vector = x[lo + v * lanes:lo + (v + 1) * lanes]
-            for k in range(lanes):
-                acc[0, k] += vector[k]
+            _add_span(acc, 0, x, lo + v * lanes, lanes)
         for g in range(1, ACCUMULATORS):
-            for k in range(lanes):
-                acc[0, k] += acc[0, g * lanes + k]
+            _add_span(acc, 0, acc, g * lanes, lanes)
         total = zero
         for i in range(lo + vectors * lanes, hi):  # the tail, then the lanes
             total += x[i]
         for k in range(lanes):
             total += acc[0, k]
         return total
-    acc = np.zeros((LEVELS, ACCUMULATORS), x.dtype)
+    acc = _scalar_levels(x)
+    _zero(acc)
     rows = n // ACCUMULATORS
     _multi_row_sum(x, lo, rows, ACCUMULATORS, acc)
     for i in range(lo + rows * ACCUMULATORS, hi):
@@ -294,7 +339,7 @@ def row_sum(x, lo, hi, vectorised):
     return total
 
 
-@jit
+@register_jitable
 def _range_sum(rows, start, stop, vectorised):
     """0 + the sums of the row pieces that the flat index range [start, stop) covers,
     added in order: one torch thread's share. rows: (R, L), C-contiguous."""
@@ -310,7 +355,7 @@ def _range_sum(rows, start, stop, vectorised):
     return total
 
 
-@jit
+@register_jitable
 def _chunk_bounds(n, torch_threads):
     """(chunks C, values per chunk): at::parallel_for's split of n values over T threads."""
     if n < GRAIN or torch_threads == 1:
@@ -321,6 +366,7 @@ def _chunk_bounds(n, torch_threads):
     return chunks, (n + chunks - 1) // chunks
 
 
+@register_jitable
 def _chunk_sums(rows, partial, chunks, size, vectorised):
     """partial[c] = chunk c's sum (the thread slots torch fills), on numnet's threads."""
     n = rows.size
@@ -329,11 +375,13 @@ def _chunk_sums(rows, partial, chunks, size, vectorised):
 
 
 _chunk_sums_parallel = jit(parallel=True)(_chunk_sums)
-_chunk_sums_serial = jit(_chunk_sums)
 
 
-@jit
-def serial_sum_kernel(rows, vectorised, torch_threads):
+# The kernels numnet's ops call come in pairs: a register_jitable body, compiled into the
+# kernels that call it (a kernel called from another compiles, and is cached, once more),
+# and the @jit kernel for the ops.
+@register_jitable
+def serial_sum(rows, vectorised, torch_threads):
     """The sum of every value of rows: (R, L), C-contiguous, each row one of torch's rows
     (R = 1 for a contiguous array), in the order torch.sum gives with ``torch_threads``
     threads, computed on this thread."""
@@ -342,33 +390,47 @@ def serial_sum_kernel(rows, vectorised, torch_threads):
         return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
     chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
-    _chunk_sums_serial(rows, partial, chunks, size, vectorised)
+    _chunk_sums(rows, partial, chunks, size, vectorised)
     return _fold(partial)
 
 
-@jit
+serial_sum_kernel = jit(serial_sum)
+
+
+@register_jitable
 def _fold(partial):
     """The second pass: 0 + the T-long buffer of chunk sums, summed as a contiguous row."""
     return partial.dtype.type(0) + row_sum(partial, 0, partial.shape[0], True)
 
 
-@jit
-def sum_kernel(rows, vectorised, torch_threads, threads):
-    """serial_sum_kernel's sum, torch's chunks on numnet's ``threads`` threads
-    (numnet._jit.threads) when there are several: the same bits."""
-    chunks, size = _chunk_bounds(rows.size, torch_threads)
-    if threads == 1 or chunks == 1:
-        return serial_sum_kernel(rows, vectorised, torch_threads)
+@register_jitable
+def threaded_sum(rows, vectorised, torch_threads, threads):
+    """serial_sum's sum, torch's chunks on numnet's ``threads`` threads
+    (numnet._jit.threads) when there are several: the same bits. serial_sum's steps,
+    written out rather than called: a call would compile and link a copy of them."""
+    n = rows.size
+    if n < GRAIN or torch_threads == 1:
+        return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
+    chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
-    _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
+    if threads > 1 and chunks > 1:
+        _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
+    else:
+        _chunk_sums(rows, partial, chunks, size, vectorised)
     return _fold(partial)
 
 
-@jit
-def small_sum_kernel(rows, vectorised):
-    """serial_sum_kernel for a sum torch does not split (fewer than GRAIN values, or one
+sum_kernel = jit(threaded_sum)
+
+
+@register_jitable
+def small_sum(rows, vectorised):
+    """serial_sum for a sum torch does not split (fewer than GRAIN values, or one
     torch thread): a small sum then compiles only this (a few seconds less on a first run)."""
     return rows.dtype.type(0) + _range_sum(rows, 0, rows.size, vectorised)
+
+
+small_sum_kernel = jit(small_sum)
 
 
 def unsplit(n, count):
