@@ -66,8 +66,8 @@ import numpy as np
 from numba import prange, types
 from numba.extending import intrinsic, register_jitable
 
-from numnet._llvm import always_inline, stack_matrix, vector_add
 from numnet._jit import jit, threads
+from numnet._llvm import always_inline, stack_matrix, vector_add
 
 LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
 GRAIN = 32768  # ATen's internal::GRAIN_SIZE: below it, a sum runs on one torch thread
@@ -83,7 +83,7 @@ _X86 = platform.machine().lower() in ("x86_64", "amd64", "x64")
 # -- which order: torch's CPU capability and thread count, found without torch ---------------
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _cpu_features():
     try:
         from llvmlite import binding
@@ -118,7 +118,7 @@ def capability():
     return found, note
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _physical_cores():
     cores = set()
     try:

@@ -13,8 +13,8 @@ from hypothesis.extra import numpy as hnp
 
 import numnet
 from numnet._checks import ACTIVATIONS, LOSSES
-from numnet.testing import assert_close, compare
 from numnet.commands.train import init_layers
+from numnet.testing import assert_close, compare
 
 from . import naive
 from .strategies import arrays, dtypes
