@@ -353,6 +353,7 @@ def neuron_kernel(x, w, b, out, torch_threads):
 # (GFLOP/s, mm 2048 / linear 4096x784 -> 256): KC = 256: 165 / 147; 2048: 190 / 167.
 KC = 2048
 PANELS_PER_BLOCK = 8  # blocked product: at most this many MR-row panels per block of a
+ROWS_MAX = 1024  # products with at most this many rows read b in place (_mm_by_rows)
 BLOCKED_MIN = 48**3  # multiply-adds (n*k*m) from which the blocked product pays off
 # The threads prange runs on, to split the rows evenly between them. A constant: calling
 # numba.get_num_threads() in a kernel would keep numba from caching it. Only the split
@@ -568,6 +569,78 @@ _mm_blocked = jit(parallel=True, error_model="numpy")(_mm_by_blocks)
 _mm_blocked_serial = jit(error_model="numpy")(_mm_by_blocks)
 
 
+# Not inline="always", for the reason _micro_kernel gives.
+@jit
+def _row_kernel(a, i0, b, j0, tile):
+    """tile[i, j] = sum_p a[r_i, p] * b[p, j0 + j], p in order from 0, r_i = min(i0 + i, n - 1).
+
+    a: (n, k), any layout; b: (k, m), C-ordered, read in place (no packing): per step p
+    one row of NR values of b, times MR values of a broadcast, into MR x NR accumulators
+    in registers, as _micro_kernel. Rows past a's last are its last row again (computed,
+    never written out), so a tile never reads outside a.
+    """
+    no_inline()
+    prefer_vector_bits(VECTOR_BITS)
+    acc = _register_tile(tile)
+    nr = acc.shape[1]
+    n, k = a.shape
+    zero = tile.dtype.type(0)
+    for j in range(nr):
+        for i in range(MR):
+            acc[i, j] = zero
+    last = n - 1
+    for p in range(k):
+        for j in range(nr):
+            # an unsigned index: numba adds no wraparound for negative ones, and the
+            # loads stay vector loads (with it, LLVM gathered them)
+            b_pj = b[p, np.uint64(j0 + j)]
+            for i in range(MR):
+                acc[i, j] = fma(a[np.uint64(min(i0 + i, last)), p], b_pj, acc[i, j])
+    for j in range(nr):
+        for i in range(MR):
+            tile[i, j] = acc[i, j]
+
+
+def _mm_by_rows(a, b, bias, out, act):
+    """out = f(a @ b + bias) with b read in place: for products with few rows, where
+    packing b (_mm_by_blocks) would cost as much as the product.
+
+    a: (n, k), any layout, @ b: (k, m), C-ordered -> out: (n, m); bias: (m,) or None.
+    Each NR-column panel of b is swept by every MR-row tile of a, the whole depth k at
+    once; only b's last, partial panel is copied (zero-padded to NR columns), so no tile
+    reads past b. Each output is computed by one thread, p in order: the same bits as
+    _mm_loops. The tasks are (panel, share of the rows) pairs, panel-major, so that a
+    thread keeps to its own panels of b (in its L2 cache) when there are enough of them.
+    """
+    n, k = a.shape
+    m = b.shape[1]
+    dtype = out.dtype
+    nr = TILE_BYTES // out.itemsize
+    whole = m // nr  # panels read in place
+    b_panels = (m + nr - 1) // nr
+    tail = np.zeros((k, nr), dtype)  # b's last, partial panel, zero-padded (k, NR)
+    for p in range(k):
+        for j in range(m - whole * nr):
+            tail[p, j] = b[p, whole * nr + j]
+    row = _padded_row(bias, b_panels * nr)
+    a_panels = (n + MR - 1) // MR
+    shares = 1 if b_panels % THREADS == 0 else THREADS
+    for task in prange(b_panels * shares):
+        jp = task // shares
+        share = task % shares
+        tile = np.empty((MR, nr), dtype)
+        for q in range(share * a_panels // shares, (share + 1) * a_panels // shares):
+            if jp < whole:
+                _row_kernel(a, q * MR, b, jp * nr, tile)
+            else:
+                _row_kernel(a, q * MR, _as_c_order(tail), 0, tile)
+            _write_tile(tile, out, q * MR, jp * nr, row, act)
+
+
+_mm_rows = jit(parallel=True, error_model="numpy")(_mm_by_rows)
+_mm_rows_serial = jit(error_model="numpy")(_mm_by_rows)
+
+
 # Products with fewer multiply-adds than PARALLEL_MIN take one thread even when the
 # others are awake: handing out the work costs more than it saves (64x128 @ 128x64,
 # 0.5M: 29 us on one thread or two). From PARALLEL_LARGE on a product pays for threads
@@ -598,11 +671,30 @@ loops_suffice = jit(inline="always")(small_product)  # the same test, in compile
 
 
 @jit
+def _c_ordered(b):
+    """b itself if its rows are contiguous (typed as a read-only C-ordered array), else a
+    C-ordered copy (the transposed weights of the backward pass: k * m copies, as
+    packing them would make)."""
+    if _is_c_order(b):
+        return _as_c_order(b)
+    copy = np.empty(b.shape, b.dtype)
+    for p in range(b.shape[0]):
+        for j in range(b.shape[1]):
+            copy[p, j] = b[p, j]
+    return _as_c_order(copy)
+
+
+@jit
 def _mm(a, b, bias, out, act, threads):
     """out = f(a @ b + bias): the plain loops for small products, else the blocked one,
     on every core if ``threads`` (numnet._jit.threads()) allows more than one."""
     if loops_suffice(a.shape[0], a.shape[1], b.shape[1]):
         _mm_loops(a, b, bias, out, act)
+    elif a.shape[0] <= ROWS_MAX:
+        if threads > 1:
+            _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act)
+        else:
+            _mm_rows_serial(_as_strided(a), _c_ordered(b), bias, out, act)
     elif threads > 1:
         _mm_blocked(_as_strided(a), _as_strided(b), bias, out, act)
     else:
