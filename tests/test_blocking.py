@@ -177,13 +177,15 @@ def _by_blocks(a, b, bias, out, act, threads):
 KERNELS = {"rows": _by_rows, "blocks": _by_blocks}
 
 # (n, k, m) for both kernels, whatever size _mm would send them: rows from one to one past
-# a panel and a block, columns from a few (one partial panel) to past two panels, shallow
-# and deep sums; the row kernel's tasks split the rows when the panels do not split evenly
-# between the threads (m = 10, NR + 1), and not otherwise (2 NR).
+# a panel, a block and a narrow tile, columns from a few (one partial panel) to past two
+# panels, a last panel one vector wide (the row kernel's narrow tile) and one value wider,
+# shallow and deep sums; the row kernel's tasks split the rows when the panels do not
+# split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR).
 KERNEL_SHAPES = {
     f32: [(1, 7, 3), (K.MR - 1, 50, 10), (K.MR + 1, 300, NR[f32] + 1), (16, 784, 2 * NR[f32]),
-          (K.MR * K.PANELS_PER_BLOCK + 1, 33, 2 * NR[f32] - 1), (97, 1, 10)],
-    f64: [(K.MR + 1, 300, NR[f64] + 1), (16, 200, 2 * NR[f64]), (49, 65, 10)],
+          (K.MR * K.PANELS_PER_BLOCK + 1, 33, 2 * NR[f32] - 1), (97, 1, 10),
+          (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // 4), (30, 40, NR[f32] + NR[f32] // 4 + 1)],
+    f64: [(K.MR + 1, 300, NR[f64] + 1), (16, 200, 2 * NR[f64]), (49, 65, 10), (K.NARROW_ROWS - 1, 20, NR[f64] // 4)],
 }
 
 
