@@ -36,6 +36,14 @@ high-performance matrix multiplication", 2008), written as plain loops:
 - the bias and the activation are applied as each finished tile is written out (the
   epilogue), so linear and forward make no pass over their output after the product.
 
+**The row product** (``_mm_rows``) reads b in place: the same register tile, swept
+down each NR-column panel of b by MR-row tiles of a over the whole depth k, b's rows read
+straight from b (only its last, partial panel is copied, zero-padded; a panel at most one
+vector wide gets a NARROW_ROWS x one-vector tile). It is the kernel for few rows (a
+layer's batch, the backward pass's products), where packing all of b on every call would
+cost about as much as the product, and for shallow b, whose panels stay in the L2 cache
+(``rows_pay``); large square products keep the blocked kernel.
+
 Products with fewer than BLOCKED_MIN multiply-adds, or fewer rows than MR, take the plain
 loops (``_mm_loops``): packing would cost them more than it saves. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
