@@ -36,6 +36,14 @@ high-performance matrix multiplication", 2008), written as plain loops:
 - the bias and the activation are applied as each finished tile is written out (the
   epilogue), so linear and forward make no pass over their output after the product.
 
+**The row product** (``_mm_rows``) reads b in place: the same register tile, swept
+down each NR-column panel of b by MR-row tiles of a over the whole depth k, b's rows read
+straight from b (only its last, partial panel is copied, zero-padded; a panel at most one
+vector wide gets a NARROW_ROWS x one-vector tile). It is the kernel for few rows (a
+layer's batch, the backward pass's products), where packing all of b on every call would
+cost about as much as the product, and for shallow b, whose panels stay in the L2 cache
+(``rows_pay``); large square products keep the blocked kernel.
+
 Products with fewer than BLOCKED_MIN multiply-adds, or fewer rows than MR, take the plain
 loops (``_mm_loops``): packing would cost them more than it saves. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
@@ -130,6 +138,19 @@ def _compiles_avx512():
 VECTOR_BITS = 512 if _compiles_avx512() else 256
 MR = 6
 TILE_BYTES = 4 * VECTOR_BITS // 8
+
+
+NARROW_ROWS = 4 * MR  # rows of the one-vector tile of a narrow last panel (_narrow_row_kernel)
+
+
+@intrinsic
+def _narrow_register_tile(typingctx, like):
+    """A (NARROW_ROWS, NR/4) C-ordered array of like's dtype on the caller's stack: 24
+    accumulators of one vector each, as many as the full tile has."""
+    if not isinstance(like, types.Array):
+        return None
+    tile, codegen = stack_matrix(like.dtype, NARROW_ROWS, TILE_BYTES // 4 // (like.dtype.bitwidth // 8))
+    return tile(like), codegen
 
 
 def tile_columns(dtype):
@@ -355,6 +376,14 @@ def neuron_kernel(x, w, b, out, torch_threads):
 # (GFLOP/s, mm 2048 / linear 4096x784 -> 256): KC = 256: 165 / 147; 2048: 190 / 167.
 KC = 2048
 PANELS_PER_BLOCK = 8  # blocked product: at most this many MR-row panels per block of a
+# Which products read b in place (_mm_by_rows) rather than packing it (_mm_by_blocks): those
+# with at most ROWS_MAX rows, where packing b costs as much as the product, and those
+# whose panels of b (k rows of NR values, read from the L2 cache by every tile of rows)
+# take less than ROWS_PANEL_BYTES. Measured here, one thread, GFLOP/s, rows / blocks:
+# linear 64x784 -> 128: 102 / 65; 512x784 -> 256: 96 / 81; 4096x784 -> 256: 95 / 87;
+# mm 1024: 80 / 83; 2048: 71 / 80.
+ROWS_MAX = 512
+ROWS_PANEL_BYTES = 1 << 18
 BLOCKED_MIN = 48**3  # multiply-adds (n*k*m) from which the blocked product pays off
 # The threads prange runs on, to split the rows evenly between them. A constant: calling
 # numba.get_num_threads() in a kernel would keep numba from caching it. Only the split
@@ -401,28 +430,38 @@ def _padded_row_impl(bias, width):
 
 
 @jit(error_model="numpy")
-def _write_tile(tile, out, i0, j0, row, act):
-    """out[i0 + i, j0 + j] = f(tile[i, j] + row[j0 + j]) where inside out: a finished tile
-    written out with its epilogue. The bias and the activation run over the whole tile
-    (C-ordered, one loop per activation: loops LLVM vectorises); row: None, or the bias
-    padded with zeros to whole panels."""
+def _finish_tile(tile, row, j0, act):
+    """tile[i, j] = f(tile[i, j] + row[j0 + j]) over the whole tile: the epilogue, its own
+    function with the micro-kernel's vector width (a sigmoid per vector of outputs, its
+    table read by a gather); row: None, or the bias padded with zeros to whole panels."""
+    no_inline()
+    prefer_vector_bits(VECTOR_BITS)
     one = tile.dtype.type(1)
-    nr = tile.shape[1]
+    rows, nr = tile.shape
     if row is not None:
-        for i in range(MR):
+        for i in range(rows):
             for j in range(nr):
-                tile[i, j] += row[j0 + j]
+                tile[i, j] += row[np.uint64(j0 + j)]
     if act == SIGMOID:
-        for i in range(MR):
+        for i in range(rows):
             for j in range(nr):
                 tile[i, j] = sigma(tile[i, j], one)
     elif act != IDENTITY:
-        for i in range(MR):
+        for i in range(rows):
             for j in range(nr):
                 tile[i, j] = activate(tile[i, j], act, one)
-    for i in range(min(MR, out.shape[0] - i0)):
-        for j in range(min(nr, out.shape[1] - j0)):
-            out[i0 + i, j0 + j] = tile[i, j]
+
+
+@jit(error_model="numpy")
+def _write_tile(tile, out, i0, j0, row, act):
+    """out[i0 + i, j0 + j] = f(tile[i, j] + row[j0 + j]) where inside out: a finished tile
+    written out with its epilogue (_finish_tile). The indices are unsigned: numba then
+    adds no wraparound for negative ones, which kept LLVM from vectorising the copy."""
+    if row is not None or act != IDENTITY:
+        _finish_tile(tile, row, j0, act)
+    for i in range(min(tile.shape[0], out.shape[0] - i0)):
+        for j in range(min(tile.shape[1], out.shape[1] - j0)):
+            out[np.uint64(i0 + i), np.uint64(j0 + j)] = tile[i, j]
 
 
 @jit(error_model="numpy")
@@ -553,21 +592,116 @@ def _mm_by_blocks(a, b, bias, out, act):
                 for q in range(last - first):
                     i0 = (first + q) * MR
                     rows = min(MR, n - i0)
-                    if p0 > 0:  # carry on from the sums so far
+                    if p0 > 0:  # carry on from the sums so far (unsigned: see _write_tile)
                         for i in range(rows):
                             for j in range(cols):
-                                tile[i, j] = out[i0 + i, j0 + j]
+                                tile[i, j] = out[np.uint64(i0 + i), np.uint64(j0 + j)]
                     _micro_kernel(packed_a[q], packed_b[jp], p0, kc, tile, p0 == 0)
                     if done:
                         _write_tile(tile, out, i0, j0, row, act)
                     else:
                         for i in range(rows):
                             for j in range(cols):
-                                out[i0 + i, j0 + j] = tile[i, j]
+                                out[np.uint64(i0 + i), np.uint64(j0 + j)] = tile[i, j]
 
 
 _mm_blocked = jit(parallel=True, error_model="numpy")(_mm_by_blocks)
 _mm_blocked_serial = jit(error_model="numpy")(_mm_by_blocks)
+
+
+@jit(inline="always")
+def _row_sums(a, i0, b, j0, acc, tile):
+    """tile[i, j] = sum_p a[r_i, p] * b[p, j0 + j], p in order from 0, r_i = min(i0 + i, n - 1),
+    summed in acc, a register tile (a stack array of constant shape) shaped like tile.
+
+    a: (n, k), any layout; b: (k, m), C-ordered, read in place (no packing): per step p
+    one row of b, times a column of a broadcast, into the accumulators, as _micro_kernel.
+    Rows past a's last are its last row again (computed, never written out), so a tile
+    never reads outside a. The indices are unsigned: numba adds no wraparound for
+    negative ones, and the loads stay vector loads (with it, LLVM gathered them).
+    """
+    rows, nr = acc.shape
+    n, k = a.shape
+    zero = tile.dtype.type(0)
+    for j in range(nr):
+        for i in range(rows):
+            acc[i, j] = zero
+    last = n - 1
+    for p in range(k):
+        for j in range(nr):
+            b_pj = b[p, np.uint64(j0 + j)]
+            for i in range(rows):
+                acc[i, j] = fma(a[np.uint64(min(i0 + i, last)), p], b_pj, acc[i, j])
+    for j in range(nr):
+        for i in range(rows):
+            tile[i, j] = acc[i, j]
+
+
+# Not inline="always", for the reason _micro_kernel gives.
+@jit
+def _row_kernel(a, i0, b, j0, tile):
+    """_row_sums on an MR x NR tile (4 vectors a row): tile: (MR, NR)."""
+    no_inline()
+    prefer_vector_bits(VECTOR_BITS)
+    _row_sums(a, i0, b, j0, _register_tile(tile), tile)
+
+
+@jit
+def _narrow_row_kernel(a, i0, b, tile):
+    """_row_sums on a NARROW_ROWS x NR/4 tile (one vector a row), for a last panel of
+    b at most a vector wide (the 10 classes of an output layer): tile: (NARROW_ROWS, NR/4)."""
+    no_inline()
+    prefer_vector_bits(VECTOR_BITS)
+    _row_sums(a, i0, b, 0, _narrow_register_tile(tile), tile)
+
+
+def _mm_by_rows(a, b, bias, out, act):
+    """out = f(a @ b + bias) with b read in place: for products with few rows, where
+    packing b (_mm_by_blocks) would cost as much as the product.
+
+    a: (n, k), any layout, @ b: (k, m), C-ordered -> out: (n, m); bias: (m,) or None.
+    Each NR-column panel of b is swept by every MR-row tile of a, the whole depth k at
+    once; only b's last, partial panel is copied (zero-padded to NR columns, or to one
+    vector when it is no wider, swept by NARROW_ROWS-row tiles), so no tile reads past b.
+    Each output is computed by one thread, p in order: the same bits as _mm_loops. The
+    tasks are (panel, share of the rows) pairs, panel-major, so that a thread keeps to
+    its own panels of b (in its L2 cache) when there are enough of them.
+    """
+    n, k = a.shape
+    m = b.shape[1]
+    dtype = out.dtype
+    nr = TILE_BYTES // out.itemsize
+    whole = m // nr  # panels read in place
+    b_panels = (m + nr - 1) // nr
+    narrow = m - whole * nr <= nr // 4
+    tail = np.zeros((k, nr // 4 if narrow else nr), dtype)  # b's last, partial panel, zero-padded
+    for p in range(k):
+        for j in range(m - whole * nr):
+            tail[p, j] = b[p, whole * nr + j]
+    row = _padded_row(bias, b_panels * nr)
+    shares = 1 if b_panels % THREADS == 0 else THREADS
+    for task in prange(b_panels * shares):
+        jp = task // shares
+        share = task % shares
+        if jp < whole or not narrow:
+            tile = np.empty((MR, nr), dtype)
+            panels = (n + MR - 1) // MR
+            for q in range(share * panels // shares, (share + 1) * panels // shares):
+                if jp < whole:
+                    _row_kernel(a, q * MR, b, jp * nr, tile)
+                else:
+                    _row_kernel(a, q * MR, _as_c_order(tail), 0, tile)
+                _write_tile(tile, out, q * MR, jp * nr, row, act)
+        else:
+            tile = np.empty((NARROW_ROWS, nr // 4), dtype)
+            groups = (n + NARROW_ROWS - 1) // NARROW_ROWS
+            for q in range(share * groups // shares, (share + 1) * groups // shares):
+                _narrow_row_kernel(a, q * NARROW_ROWS, _as_c_order(tail), tile)
+                _write_tile(tile, out, q * NARROW_ROWS, jp * nr, row, act)
+
+
+_mm_rows = jit(parallel=True, error_model="numpy")(_mm_by_rows)
+_mm_rows_serial = jit(error_model="numpy")(_mm_by_rows)
 
 
 # Products with fewer multiply-adds than PARALLEL_MIN take one thread even when the
@@ -599,12 +733,37 @@ def small_product(n, k, m):
 loops_suffice = jit(inline="always")(small_product)  # the same test, in compiled code
 
 
+@jit(inline="always")
+def rows_pay(n, k):
+    """True when an (n, k) @ (k, m) product should read b in place (ROWS_MAX says when)."""
+    return n <= ROWS_MAX or k * TILE_BYTES < ROWS_PANEL_BYTES
+
+
+@jit
+def _c_ordered(b):
+    """b itself if its rows are contiguous (typed as a read-only C-ordered array), else a
+    C-ordered copy (the transposed weights of the backward pass: k * m copies, as
+    packing them would make)."""
+    if _is_c_order(b):
+        return _as_c_order(b)
+    copy = np.empty(b.shape, b.dtype)
+    for p in range(b.shape[0]):
+        for j in range(b.shape[1]):
+            copy[p, j] = b[p, j]
+    return _as_c_order(copy)
+
+
 @jit
 def _mm(a, b, bias, out, act, threads):
     """out = f(a @ b + bias): the plain loops for small products, else the blocked one,
     on every core if ``threads`` (numnet._jit.threads()) allows more than one."""
     if loops_suffice(a.shape[0], a.shape[1], b.shape[1]):
         _mm_loops(a, b, bias, out, act)
+    elif rows_pay(a.shape[0], a.shape[1]):
+        if threads > 1:
+            _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act)
+        else:
+            _mm_rows_serial(_as_strided(a), _c_ordered(b), bias, out, act)
     elif threads > 1:
         _mm_blocked(_as_strided(a), _as_strided(b), bias, out, act)
     else:

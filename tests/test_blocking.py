@@ -154,6 +154,70 @@ def test_layouts_and_thread_counts_give_the_same_bits():
     assert serial.tobytes() == want.tobytes()
 
 
+# -- every product kernel against the plain loops ---------------------------------------------
+
+@numba.njit
+def _by_rows(a, b, bias, out, act, threads):
+    """The row kernel (b read in place), threaded or serial, as numnet.kernels._mm calls it."""
+    if threads > 1:
+        K._mm_rows(K._as_strided(a), K._c_ordered(b), bias, out, act)
+    else:
+        K._mm_rows_serial(K._as_strided(a), K._c_ordered(b), bias, out, act)
+
+
+@numba.njit
+def _by_blocks(a, b, bias, out, act, threads):
+    """The blocked kernel (b and a packed), threaded or serial, as _mm calls it."""
+    if threads > 1:
+        K._mm_blocked(K._as_strided(a), K._as_strided(b), bias, out, act)
+    else:
+        K._mm_blocked_serial(K._as_strided(a), K._as_strided(b), bias, out, act)
+
+
+KERNELS = {"rows": _by_rows, "blocks": _by_blocks}
+
+# (n, k, m) for both kernels, whatever size _mm would send them: rows from one to one past
+# a panel, a block and a narrow tile, columns from a few (one partial panel) to past two
+# panels, a last panel one vector wide (the row kernel's narrow tile) and one value wider,
+# shallow and deep sums; the row kernel's tasks split the rows when the panels do not
+# split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR).
+KERNEL_SHAPES = {
+    f32: [(1, 7, 3), (K.MR - 1, 50, 10), (K.MR + 1, 300, NR[f32] + 1), (16, 784, 2 * NR[f32]),
+          (K.MR * K.PANELS_PER_BLOCK + 1, 33, 2 * NR[f32] - 1), (97, 1, 10),
+          (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // 4), (30, 40, NR[f32] + NR[f32] // 4 + 1)],
+    f64: [(K.MR + 1, 300, NR[f64] + 1), (16, 200, 2 * NR[f64]), (49, 65, 10), (K.NARROW_ROWS - 1, 20, NR[f64] // 4)],
+}
+
+
+@pytest.mark.parametrize("kernel", list(KERNELS))
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_each_product_kernel_equals_the_plain_loops(kernel, dtype):
+    """Each fast kernel, threaded and serial, with and without a bias, with an activation:
+    the same bits as _mm_loops, on every layout of a and b."""
+    for n, k, m in KERNEL_SHAPES[dtype]:
+        a, b = rand(n, k, dtype=dtype, seed=30), rand(k, m, dtype=dtype, seed=31)
+        bias = rand(m, dtype=dtype, seed=32)
+        for act, row in ((K.IDENTITY, None), (K.SIGMOID, bias), (K.RELU, bias)):
+            want = plain_loops(a, b, row, act)
+            for name in ("c", *layouts(a)):
+                a_view = a if name == "c" else layouts(a)[name]
+                b_view = b if name == "c" else layouts(b)[name]
+                for threads in (K.THREADS, 1):
+                    out = np.empty((n, m), dtype)
+                    KERNELS[kernel](a_view, b_view, row, out, act, threads)
+                    same_bits(out, want)
+
+
+def test_the_transposed_operands_of_the_backward_pass_take_the_row_kernel_alike():
+    """h^T delta and delta W^T (transposed views, not copies) by the row kernel: the bits
+    of the plain loops; W^T is copied to C order first, h^T read through its strides."""
+    h, delta, W = rand(64, 300, seed=33), rand(64, 70, seed=34), rand(300, 70, seed=35)
+    for a, b in ((h.T, delta), (delta, W.T)):
+        out = np.empty((a.shape[0], b.shape[1]), f32)
+        _by_rows(a, b, None, out, K.IDENTITY, K.THREADS)
+        same_bits(out, plain_loops(a, b))
+
+
 # -- the backward products -------------------------------------------------------------------
 
 BACKWARD_SHAPES = [(64, 784, 128), (K.MR * K.PANELS_PER_BLOCK + 1, 100, NR[f32] + 1), (7, 300, 200), (5, 3, 2)]
