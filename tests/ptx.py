@@ -190,6 +190,7 @@ def read_ptx(ptx):
         "float_mul_add_lines": [t for t in lines if FLOAT_MUL_ADD.search(t)],
         "local_lines": [t for t in lines if LOCAL.search(t)],
         "shared_bytes": sum(int(m.group(1)) for t in lines if (m := SHARED.match(t))),
+        "instructions": sum(1 for t in lines if not t.startswith((".", "{", "}", "$", "//")) and not t.endswith(":")),
         "ptx_target": next((t.split()[1] for t in lines if t.startswith(".target")), None),
     }
 
