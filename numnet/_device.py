@@ -35,7 +35,8 @@ def _rounded(name, cpu_op, libdevice):
                 callee = libdevice[0 if a == types.float32 else 1]
                 fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(t, [t, t]), callee)
                 if cpu_op == "fsub":  # libdevice has no __nv_dsub_rn: a - b = a + (-b), -b exact
-                    return builder.call(fn, [args[0], builder.fneg(args[1])])
+                    # (as -0.0 - b: NVVM's LLVM IR predates the fneg instruction)
+                    return builder.call(fn, [args[0], builder.fsub(ir.Constant(t, -0.0), args[1])])
                 return builder.call(fn, args)
             return getattr(builder, cpu_op)(*args)
 
