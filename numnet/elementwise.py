@@ -146,7 +146,9 @@ def _ln2_parts():
 
 _LN2_HI, _LN2_LO = _ln2_parts()
 _SQRT2 = float(decimal.Decimal(2).sqrt())
-_LOG_R = tuple(2 / (2 * j + 1) for j in range(1, 12))  # 2 atanh(s)/s - 2 = sum_j 2 z^j / (2j + 1)
+# 2 atanh(s)/s - 2 = sum_j 2 z^j / (2j + 1). Arrays, not tuples: a kernel indexes a
+# global array in constant memory, a tuple indexed in a loop would go to local memory.
+_LOG_R = np.array([2 / (2 * j + 1) for j in range(1, 12)])
 _TWO54 = 2.0**54
 
 
@@ -199,8 +201,8 @@ def _tanh_series(terms):
     fact = [1]
     for i in range(1, count):
         fact.append(fact[-1] * i)
-    return tuple(float(Fraction(4 ** (n + 1) * (4 ** (n + 1) - 1)) * B[2 * n + 2] / fact[2 * n + 2])
-                 for n in range(1, terms + 1))
+    return np.array([float(Fraction(4 ** (n + 1) * (4 ** (n + 1) - 1)) * B[2 * n + 2] / fact[2 * n + 2])
+                 for n in range(1, terms + 1)])
 
 
 _TANH = _tanh_series(20)
