@@ -26,8 +26,11 @@ with R the Taylor series of 2 atanh(s)/s - 2 to 11 terms, and e ln 2 in two part
 float32 log x is log64 rounded to float32. **tanh** (``tanh64``): x for |x| < 2^-27; the
 Taylor series (Bernoulli numbers, 20 terms) below TANH_SERIES = 0.55; (1 - t) / (1 + t)
 with t = e^-2|x| above; float32 tanh is tanh64 rounded. These three compute in float64
-for float32 too, as glibc's expf does: on a GPU with few float64 units they cost more
-than a float32 formula would (tests/test_ptx.py names them, FLOAT64_INSIDE).
+for float32 too, as glibc's expf does (tests/test_ptx.py allows float64 in float32
+kernels only there, FLOAT64_INSIDE). Cost, from the PTX for sm_90: expf 13 float64
+instructions per element, tanh about 60; nothing on GPUs with full-rate float64, while
+one that runs float64 at 1/64 of the float32 rate makes a float32 sigmoid bound by its
+float64 units rather than by memory (README, CUDA section).
 """
 import decimal
 from fractions import Fraction
