@@ -13,35 +13,19 @@ Each activation's derivative is written with its output y = f(z), which the forw
 has already computed: sigma' = y (1 - y), tanh' = 1 - y^2, relu' = [y > 0], and 1.
 
 Kernels trust their input (numnet.backward has checked it and allocated the outputs)
-and accumulate in the input's dtype. Sums run left to right; elementwise formulas follow
-torch's CPU kernels term by term (noted where it matters), so results agree with torch
-within numnet.testing's bounds, often bit for bit.
+and accumulate in the input's dtype. Sums run left to right; the elementwise formulas
+(act_grad, the softmax and loss rows, SGD's update) are numnet.elementwise's, one source
+with numnet.cuda's, and follow torch's CPU kernels term by term, so results agree with
+torch within numnet.testing's bounds, often bit for bit.
 """
 import numpy as np
 from numba import types
 from numba.extending import overload
 
 from numnet._jit import jit
-from numnet._llvm import fma
 from numnet import kernels as K
-from numnet.kernels import IDENTITY, RELU, SIGMOID, TANH
-
-
-@jit(inline="always")
-def act_grad(g, y, act, one):
-    """g * f'(z), from the activation's output y = f(z); torch's formulas, in its order.
-
-    sigmoid: g (1 - y) y;  tanh: g (1 - y y);  relu: 0 where y <= 0, else g (so a NaN
-    output passes g on, as torch's threshold_backward does);  none: g.
-    """
-    if act == SIGMOID:
-        return g * (one - y) * y
-    if act == RELU:
-        zero = one - one
-        return zero if y <= zero else g
-    if act == TANH:
-        return g * (one - y * y)
-    return g
+from numnet.elementwise import act_grad, cross_entropy_row, log_softmax_row, mse_row, sgd_update, softmax_row
+from numnet.kernels import IDENTITY
 
 
 @jit
@@ -93,63 +77,22 @@ def backprop_kernel(delta, W, y, act, out, threads):
 
 # -- Losses and the softmax ---------------------------------------------------------------
 
-@jit(inline="always")
-def row_max(x, i):
-    """max_j x[i, j]: -inf for an empty row, NaN if any entry is NaN (torch's maximum)."""
-    m = -x.dtype.type(np.inf)
-    for j in range(x.shape[1]):
-        v = x[i, j]
-        if v > m or v != v:  # once m is NaN, v > m is False for every v: NaN sticks
-            m = v
-    return m
-
-
-@jit(inline="always")
-def row_log_sum_exp(x, i, m):
-    """log(sum_j e^(x[i, j] - m)), j in order; with m the row's max every term is <= 1."""
-    s = x.dtype.type(0)
-    for j in range(x.shape[1]):
-        s += np.exp(x[i, j] - m)
-    return np.log(s)
-
-
 @jit
 def log_softmax_kernel(x, out):
-    """out[i, j] = (x[i, j] - m_i) - log(sum_k e^(x[i, k] - m_i)), m_i = max_k x[i, k].
-
-    Subtracting the row's max first is what makes this stable: every e^(x - m) is at
-    most 1, so nothing overflows for any finite input, and the largest term is exactly
-    1, so the sum is at least 1 and its log is finite. The order of the two subtractions
-    is torch's (x - m first keeps large, close logits exact). A row with a NaN or +inf,
-    or all -inf, is NaN throughout, as in torch. x, out: (n, c).
-    """
-    n, c = x.shape
-    for i in range(n):
-        m = row_max(x, i)
-        log_sum = row_log_sum_exp(x, i, m)
-        for j in range(c):
-            out[i, j] = (x[i, j] - m) - log_sum
+    """out[i, j] = (x[i, j] - m_i) - log(sum_k e^(x[i, k] - m_i)), m_i = max_k x[i, k]:
+    numnet.elementwise.log_softmax_row (stable; torch's order) for each row. x, out: (n, c)."""
+    for i in range(x.shape[0]):
+        log_softmax_row(x, i, out)
 
 
 @jit
 def softmax_kernel(x, out):
     """out[i, j] = e^(x[i, j] - m_i) / sum_k e^(x[i, k] - m_i), m_i = max_k x[i, k]:
-    stable as log_softmax is. Computed as torch does: the exponentials, their sum s,
-    then each times 1/s. x, out: (n, c)."""
-    n, c = x.shape
-    one = x.dtype.type(1)
-    if c == 0:
+    numnet.elementwise.softmax_row for each row. x, out: (n, c)."""
+    if x.shape[1] == 0:
         return
-    for i in range(n):
-        m = row_max(x, i)
-        s = one - one
-        for j in range(c):
-            e = np.exp(x[i, j] - m)
-            out[i, j] = e
-            s += e
-        inv = one / s
-        for j in range(c):
-            out[i, j] *= inv
+    for i in range(x.shape[0]):
+        softmax_row(x, i, out)
 
 
 @jit
@@ -157,9 +100,10 @@ def mse_kernel(y, target, act, delta):
     """l = sum (y - t)^2 / N over all N = n * m elements; returns l, and writes
     delta = dl/dz = (2/N)(y - t) * f'(z), with f the output activation and y = f(z).
 
-    2/N is computed in float64 and rounded to y's dtype, and the gradient is
-    norm * (y - t), as torch's mse_loss_backward computes it. y, target, delta: (n, m).
-    N = 0 gives NaN (the mean of nothing), as torch does.
+    Each row's sum (numnet.elementwise.mse_row), then the rows' sums in order: the order
+    numnet.cuda sums in, a thread per row. 2/N is computed in float64 and rounded to y's
+    dtype, and the gradient is norm * (y - t), as torch's mse_loss_backward computes it.
+    y, target, delta: (n, m). N = 0 gives NaN (the mean of nothing), as torch does.
     """
     n, m = y.shape
     count = n * m
@@ -167,10 +111,7 @@ def mse_kernel(y, target, act, delta):
     acc = one - one
     norm = y.dtype.type(2.0 / count) if count else one
     for i in range(n):
-        for j in range(m):
-            d = y[i, j] - target[i, j]
-            acc += d * d
-            delta[i, j] = act_grad(norm * d, y[i, j], act, one)
+        acc += mse_row(y, target, i, act, norm, delta)
     if count == 0:
         return y.dtype.type(np.nan)
     return acc / y.dtype.type(count)
@@ -181,24 +122,16 @@ def cross_entropy_kernel(y, target, act, logp, delta):
     """l = -(1/n) sum_i log softmax(y_i)[t_i]: torch's cross_entropy of the logits y: (n, c)
     (the network's output, y = f(z_L)) and class indices target: (n,), mean over the
     batch. Returns l; writes logp = log_softmax(y) and
-    delta = dl/dz_L = (softmax(y) - onehot(t)) / n * f'(z_L).
-
-    As torch's autograd computes it: softmax(y) = e^logp, and e^logp / n minus 1/n at
-    the target. n = 0 gives NaN, as torch does.
+    delta = dl/dz_L = (softmax(y) - onehot(t)) / n * f'(z_L)
+    (numnet.elementwise.cross_entropy_row for each row, the rows' terms summed in order).
+    n = 0 gives NaN, as torch does.
     """
     n, c = y.shape
     one = y.dtype.type(1)
-    log_softmax_kernel(y, logp)
     inv = one / y.dtype.type(n) if n else one
     acc = one - one
     for i in range(n):
-        t = target[i]
-        acc += logp[i, t]
-        for j in range(c):
-            g = np.exp(logp[i, j]) * inv
-            if j == t:
-                g -= inv
-            delta[i, j] = act_grad(g, y[i, j], act, one)
+        acc += cross_entropy_row(y, target[i], i, act, inv, logp, delta)
     if n == 0:
         return y.dtype.type(np.nan)
     return -acc / y.dtype.type(n)
@@ -208,24 +141,20 @@ def cross_entropy_kernel(y, target, act, logp, delta):
 
 @jit
 def sgd_kernel(p, g, buf, lr, momentum, first):
-    """One step of torch.optim.SGD (dampening 0, no Nesterov, no weight decay), in place:
+    """One step of torch.optim.SGD (dampening 0, no Nesterov, no weight decay), in place,
+    each parameter by numnet.elementwise.sgd_update:
 
         buf = g                      on the first step (``first``),
         buf = momentum * buf + g     after it,
-        p   = p - lr * buf.
+        p   = p - lr * buf           (one fused multiply-add, fma(buf, -lr, p)).
 
     With momentum 0 torch keeps no buffer and steps with g itself: pass buf = g.
-    p - lr * buf is one fused multiply-add, fma(buf, -lr, p), as torch's
-    p.add_(buf, alpha=-lr) computes it on CPUs with FMA. p, g, buf: (r, c).
+    p, g, buf: (r, c).
     """
     r, c = p.shape
     for i in range(r):
         for j in range(c):
-            if first:
-                buf[i, j] = g[i, j]
-            elif momentum != 0:
-                buf[i, j] = momentum * buf[i, j] + g[i, j]
-            p[i, j] = fma(buf[i, j], -lr, p[i, j])
+            p[i, j], buf[i, j] = sgd_update(p[i, j], g[i, j], buf[i, j], lr, momentum, first)
 
 
 # -- One whole training step -----------------------------------------------------------------

@@ -64,12 +64,9 @@ spilled five of them every step); 8 x 16: 45 / 48.
 (``numnet.sums``: vector lanes, four accumulators, a cascade), so numnet.dot is
 torch.sum(a * b) and numnet.neuron the notebook's output1, bit for bit.
 
-**Exponentials.** float32 e^x is glibc's expf (the algorithm, table and constants of
-sysdeps/ieee754/flt-32/e_expf.c, from Arm's optimized-routines), written out here in
-float64 so that LLVM can vectorise a loop of sigmoids; it gives the same bits as the
-C library's expf on every float32 input (checked on all 2^32 of them against glibc 2.36,
-whose x86-64 expf fuses its multiply-adds, as the ``fma`` calls below do). float64
-e^x is the C library's exp.
+**Exponentials and the activations** live in numnet.elementwise, compiled from one
+source for the CPU (here) and the GPU (numnet.cuda): float32 e^x is glibc's expf, float64
+e^x, log and tanh are numnet's own algorithms, so both devices give the same bits.
 """
 import numpy as np
 from llvmlite import binding as llvm_binding
@@ -79,7 +76,7 @@ from numba.extending import intrinsic, overload, register_jitable
 
 from numnet import sums
 from numnet._jit import jit, threads
-from numnet._llvm import float_bits, float_from_bits, fma, no_inline, prefer_vector_bits, stack_matrix
+from numnet._llvm import fma, no_inline, prefer_vector_bits, stack_matrix
 
 # -- LLVM primitives -------------------------------------------------------------------
 
@@ -170,97 +167,12 @@ def _register_tile(typingctx, like):
     return tile(like), codegen
 
 
-# -- e^x and the activations -------------------------------------------------------------
+# -- e^x and the activations: numnet.elementwise, one source for the CPU and the GPU --------
 
-# glibc's __exp2f_data: 2^(i/32) for i = 0..31 as float64 bits, minus i << 47 (so that
-# adding k << 47 for k = 32q + i makes the float64 2^(k/32)), and the polynomial for
-# 2^(r/32) - 1 on |r| <= 1/2, its coefficients pre-divided by 32, 32^2, 32^3.
-_EXP2F_TABLE = np.array([
-    0x3FF0000000000000, 0x3FEFD9B0D3158574, 0x3FEFB5586CF9890F, 0x3FEF9301D0125B51,
-    0x3FEF72B83C7D517B, 0x3FEF54873168B9AA, 0x3FEF387A6E756238, 0x3FEF1E9DF51FDEE1,
-    0x3FEF06FE0A31B715, 0x3FEEF1A7373AA9CB, 0x3FEEDEA64C123422, 0x3FEECE086061892D,
-    0x3FEEBFDAD5362A27, 0x3FEEB42B569D4F82, 0x3FEEAB07DD485429, 0x3FEEA47EB03A5585,
-    0x3FEEA09E667F3BCD, 0x3FEE9F75E8EC5F74, 0x3FEEA11473EB0187, 0x3FEEA589994CCE13,
-    0x3FEEACE5422AA0DB, 0x3FEEB737B0CDC5E5, 0x3FEEC49182A3F090, 0x3FEED503B23E255D,
-    0x3FEEE89F995AD3AD, 0x3FEEFF76F2FB5E47, 0x3FEF199BDD85529C, 0x3FEF3720DCEF9069,
-    0x3FEF5818DCFBA487, 0x3FEF7C97337B9B5F, 0x3FEFA4AFA2A490DA, 0x3FEFD0765B6E4540,
-], np.uint64)
-_INV_LN2_32 = float.fromhex("0x1.71547652b82fep+0") * 32  # 32 / ln 2
-_SHIFT = float.fromhex("0x1.8p+52")  # adding it rounds a float64 to an integer (ties to even)
-_C0 = float.fromhex("0x1.c6af84b912394p-5") / 32**3
-_C1 = float.fromhex("0x1.ebfce50fac4f3p-3") / 32**2
-_C2 = float.fromhex("0x1.62e42ff0c52d6p-1") / 32
-_EXPF_OVERFLOW = np.float32(float.fromhex("0x1.62e42ep6"))  # above: e^x > max float32
-_EXPF_UNDERFLOW = np.float32(-float.fromhex("0x1.9fe368p6"))  # below: e^x < 2^-150
-
-
-@jit(inline="always")
-def expf(x):
-    """e^x for a float32 x, as glibc's expf computes it (same bits).
-
-    x * 32/ln2 = k + r, k an integer, |r| <= 1/2; e^x = 2^(k/32) * 2^(r/32), the first
-    factor from the table, the second a cubic in r, all in float64, rounded once to
-    float32 at the end. Saturates to inf above 88.72 and to 0 below -103.97; NaN stays NaN.
-    """
-    xd = np.float64(x)
-    kd = fma(_INV_LN2_32, xd, _SHIFT)  # k + 1.5 * 2^52: k sits in the low bits
-    ki = float_bits(kd)
-    kd -= _SHIFT
-    r = fma(_INV_LN2_32, xd, -kd)
-    s = float_from_bits(_EXP2F_TABLE[ki & np.uint64(31)] + (ki << np.uint64(47)))  # 2^(k/32)
-    y = fma(fma(_C0, r, _C1), r * r, fma(_C2, r, 1.0)) * s
-    e = np.float32(y)
-    if x > _EXPF_OVERFLOW:
-        e = np.float32(np.inf)
-    if x < _EXPF_UNDERFLOW:
-        e = np.float32(0)
-    if x != x:
-        e = x + x
-    return e
-
-
-def _exp(v):
-    """e^v in v's dtype: expf above for float32, the C library's exp for float64."""
-
-
-@overload(_exp, inline="always")
-def _exp_impl(v):
-    if v == types.float32:
-        return lambda v: expf(v)
-    return lambda v: np.exp(v)
-
-
-# error_model="numpy": no ZeroDivisionError check on the division (1 + e^-v >= 1 anyway),
-# whose branch would keep LLVM from vectorising a loop of sigmoids.
-@jit(error_model="numpy")
-def sigma(v, one):
-    """sigma(v) = 1 / (1 + e^-v), with ``one`` the constant 1 in v's dtype.
-
-    Stable as written in IEEE arithmetic: for v << 0, e^-v overflows to inf and the
-    result is exactly 0; for v >> 0, e^-v underflows to 0 and the result is 1; NaN stays
-    NaN. This is torch's CPU formula, so the results agree to a few ULP.
-    """
-    return one / (one + _exp(-v))
-
-
-# The activations, numbered as numnet._checks.ACTIVATIONS names them.
-SIGMOID, RELU, TANH, IDENTITY = 0, 1, 2, 3
-
-
-@jit(error_model="numpy")
-def activate(v, act, one):
-    """f(v) for activation number ``act``: sigma(v), relu(v) = max(v, 0), tanh(v) or v.
-
-    relu keeps NaN and -0.0 as torch.relu does (only v < 0 becomes 0).
-    """
-    if act == SIGMOID:
-        return sigma(v, one)
-    if act == RELU:
-        zero = one - one
-        return zero if v < zero else v
-    if act == TANH:
-        return np.tanh(v)
-    return v
+# Re-exported under the names the kernels below use: the products' epilogue (_finish,
+# _write_tile) and the sigmoid loops call sigma and activate.
+from numnet.elementwise import _EXP2F_TABLE, IDENTITY, RELU, SIGMOID, TANH, activate, expf, sigma  # noqa: E402,F401
+from numnet.elementwise import exp as _exp  # noqa: E402,F401
 
 
 # -- elementwise and reductions -------------------------------------------------------------

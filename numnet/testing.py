@@ -28,10 +28,13 @@ How much may two float results differ?
   are honest IEEE arithmetic, so such elements are reported and not compared.
 * **The other activations** (``numnet.forward(..., hidden=, output=)``): relu and "none"
   compute no new value (max(z, 0) and z are exact), so they add no rounding; tanh
-  within ``TANH_ULP = 4``: glibc's tanhf/tanh and CUDA's tanhf are documented within 2
-  ULP, SLEEF's (torch's vector path) within 1, so two of them within 3 + 1 of slack.
-  Measured against torch 2.13 (4.2 million inputs in [-20, 20], float32 and float64):
-  at most 2 ULP, 78% equal. An input difference e moves an output by at most the
+  within ``TANH_ULP = 4`` of another implementation: numnet's tanh is its own
+  (numnet.elementwise.tanh64, the same bits on the CPU and the GPU; float32 is the
+  float64 result rounded), measured within 1 ULP of the exact value (tests/
+  test_activations.py, 4 million inputs against long double); SLEEF's (torch's vector
+  path) is documented within 1, glibc's and CUDA's within 2: two of them within 3, plus
+  1 of slack. Measured against torch 2.13 (parity/test_elementwise_parity.py): at most
+  2 ULP. An input difference e moves an output by at most the
   activation's largest slope times e: 1/4 for sigmoid, 1 for relu, tanh and none
   (``ACTIVATION_SLOPE``); :func:`forward_bound` carries both through the layers.
 * **log_softmax, softmax**: ``(x - max) - log(sum(e^(x - max)))`` and ``e^(x - max) / sum``,
@@ -108,7 +111,9 @@ ACTIVATION_SLOPE = {"sigmoid": 0.25, "relu": 1.0, "tanh": 1.0, "none": 1.0}
 # width of its range, whatever the bound on their inputs (which may have overflowed).
 ACTIVATION_RANGE = {"sigmoid": 1.0, "relu": np.finfo(np.float64).max, "tanh": 2.0, "none": np.finfo(np.float64).max}
 # Per implementation, in ULP: SLEEF's exp/log u10 (torch's CPU vector paths) are within
-# 1 ULP, glibc's and LLVM's within 1, CUDA's libdevice expf within 2 and logf within 1.
+# 1 ULP; numnet's (numnet.elementwise: glibc's expf, its own exp64 and log64, the same on
+# the CPU and the GPU) measured within 1 (tests/test_activations.py); CUDA's libdevice
+# expf, which torch's GPU kernels use, within 2.
 EXP_ULP = 2
 LOG_ULP = 1
 

@@ -190,6 +190,7 @@ def read_ptx(ptx):
         "float_mul_add_lines": [t for t in lines if FLOAT_MUL_ADD.search(t)],
         "local_lines": [t for t in lines if LOCAL.search(t)],
         "shared_bytes": sum(int(m.group(1)) for t in lines if (m := SHARED.match(t))),
+        "instructions": sum(1 for t in lines if not t.startswith((".", "{", "}", "$", "//")) and not t.endswith(":")),
         "ptx_target": next((t.split()[1] for t in lines if t.startswith(".target")), None),
     }
 
@@ -340,6 +341,9 @@ def compile_request(request, workdir):
             with_lines, _ = cuda.compile_ptx(kernel.py_func, _argtypes(launch["args"]),
                                              **{**compile_options, "lineinfo": True})
             row["f64_sources"] = source_of(with_lines, F64)
+        if cc == CCS[0]:  # fma.rn with NVVM's contraction off (-fma=0): explicit fma only
+            row["fma_count_uncontracted"] = read_ptx(_compile_uncontracted(
+                kernel.py_func, _argtypes(launch["args"]), compile_options))["fma_count"]
         if row["fma_count"] and cc == CCS[0]:  # where each fma.rn comes from (one capability suffices)
             if with_lines is None:
                 with_lines, _ = cuda.compile_ptx(kernel.py_func, _argtypes(launch["args"]),
@@ -354,6 +358,26 @@ def compile_request(request, workdir):
         for row, result in zip([j[0] for j in jobs], pool.map(lambda j: run_ptxas(ptxas, j[1], j[2]), jobs)):
             row["ptxas"] = result
     return {"toolchain": toolchain, "kernels": sorted(map(list, kernels)), "rows": rows}
+
+
+def _compile_uncontracted(py_func, argtypes, compile_options):
+    """The PTX of a kernel with NVVM told not to contract a * b + c (its -fma=0 option,
+    which numba-cuda does not expose: passed by wrapping nvvm.compile_ir for this call).
+    Explicit fma (llvm.fma) stays fma.rn; only contractions disappear."""
+    from numba import cuda
+    from numba.cuda.cudadrv import nvvm
+
+    original = nvvm.compile_ir
+
+    def no_contraction(llvmir, **options):
+        return original(llvmir, **{**options, "fma": False})
+
+    nvvm.compile_ir = no_contraction
+    try:
+        ptx, _ = cuda.compile_ptx(py_func, argtypes, **compile_options)
+    finally:
+        nvvm.compile_ir = original
+    return ptx
 
 
 def _float_dtypes(args):

@@ -165,8 +165,7 @@ def test_products_are_the_cpus_bits_in_every_layout(n, k, m, dtype):
     """mm, linear (bias) and forward (two layers, relu between): numnet.cuda's bits are
     numnet's, for C, Fortran-ordered and strided inputs (on a GPU with fma.rn, in the
     simulator with the fma that rounds once). relu and none: the products' epilogue is
-    what is checked here; e^x and tanh come from other libraries on each device and agree
-    within numnet.testing's bounds (test_sigmoid)."""
+    what is checked here; every activation: tests/test_same_bits.py."""
     a, b, bias = rand(n, k, dtype=dtype, seed=30), rand(k, m, dtype=dtype, seed=31), rand(m, dtype=dtype, seed=32)
     want = {"mm": numnet.mm(a, b), "linear": numnet.linear(a, b, bias),
             "forward": numnet.forward(a, [(b, bias), (b.T[:, :1], bias[:1])], hidden="relu", output="none")}
@@ -281,6 +280,10 @@ def test_launch_shape():
     # mm and linear: TILE x TILE threads cover a BLOCK x BLOCK tile of the output.
     assert G.mm_launch_shape(K.BLOCK + 1, 1) == ((1, 2), (K.TILE, K.TILE))
     assert G.mm_launch_shape(3, 2 * K.BLOCK) == ((2, 1), (K.TILE, K.TILE))
+    # rows beyond the GPU's 65535 blocks along y: the grid stops there, the kernels stride
+    # (tests/test_same_bits.py runs them with the cap lowered)
+    assert G.mm_launch_shape(10**9, 1) == ((1, K.MAX_GRID_Y), (K.TILE, K.TILE)) and K.MAX_GRID_Y == 65535
+    assert G.launch_shape(10**8, 3) == ((1, K.MAX_GRID_Y), (K.TILE, K.TILE))
 
 
 @needs_cuda

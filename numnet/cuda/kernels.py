@@ -11,6 +11,11 @@ both the accumulators (``x.dtype.type(0)``) and the shared-memory tiles
 (``cuda.shared.array(..., dtype=x.dtype)``) take their dtype from the arguments. A bare
 ``0.`` would be float64 on a GPU and turn float32 sums into float64 ones.
 
+The elementwise maths (e^x, the activations, their derivatives, the softmax and loss
+rows, SGD's update) is numnet.elementwise's: the CPU's own functions, which numba-cuda
+compiles for the GPU when a kernel calls them (and the simulator runs as the CPU's), so
+they give the CPU's bits; numnet._device keeps NVVM from fusing what the CPU rounds twice.
+
 The order of the sums: mm, linear and forward compute each output as the CPU kernels do,
 ``s = fma(a[i, p], b[p, j], s)`` for p = 0, 1, ..., k-1 (each thread walks p in order
 across the shared-memory tiles), then ``+ bias``, then the activation: the same bits as
@@ -37,23 +42,20 @@ from fractions import Fraction
 import numpy as np
 from numba import cuda
 
+from numnet.elementwise import IDENTITY, RELU, SIGMOID, TANH, activate, sigma  # noqa: F401 (the one source)
+
 TILE = 16  # mm: a block is TILE x TILE threads; a and b are staged TILE deep at a time
 WORK = 4  # mm: each thread computes a WORK x WORK tile of the output (in registers)
 BLOCK = TILE * WORK  # mm: each block computes a BLOCK x BLOCK tile of the output
 THREADS = 256  # 1-D kernels: threads per block; a power of two, for the tree reduction
 UNROLL = 4  # sigmoid: elements each thread loads before it computes any (loads in flight)
 MAX_BLOCKS = 1024  # 1-D kernels: beyond this, each thread strides over several elements
+# 2-D kernels: the most blocks a GPU launches along grid y (rows). Beyond, each block
+# strides over rows by gridDim.y blocks, so every size works (any compute capability).
+MAX_GRID_Y = 65535
 
 # True under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs kernels as Python.
 SIMULATED = cuda.jit.__module__.startswith("numba.cuda.simulator")
-
-# e^v in a kernel. On a GPU numba compiles math.exp to libdevice's expf or exp, by the
-# argument's type (np.exp does not compile there). In the simulator math.exp would run
-# as Python's: in float64, and raising OverflowError where a GPU returns inf, so
-# sigma(-1000) would fail; np.exp keeps float32 and returns inf, as the GPU does.
-exp = np.exp if SIMULATED else math.exp
-tanh = np.tanh if SIMULATED else math.tanh
-
 
 def _fma_rounded_once(a, b, c):
     """a * b + c rounded once, in the dtype of a: the simulator's fma, as a GPU's fma.rn.
@@ -97,35 +99,20 @@ def _fma_on_gpu(a, b, c):
 # The products' multiply-add (numnet.kernels: s = fma(a, b, s), p in order): one rounding.
 fma = _fma_rounded_once if SIMULATED else cuda.jit(device=True)(_fma_on_gpu)
 
-# The activations, numbered as numnet._checks.ACTIVATIONS names them (as numnet.kernels).
-SIGMOID, RELU, TANH, IDENTITY = 0, 1, 2, 3
+
+def _plain_in_simulator(a):
+    """The numpy array behind the simulator's wrapper of a kernel's array argument."""
+    item = a.__dict__.get("_item", a)
+    return getattr(item, "_ary", item)
 
 
-@cuda.jit(device=True)
-def sigma(v, one):
-    """sigma(v) = 1 / (1 + e^-v), with ``one`` the constant 1 in v's dtype.
-
-    Stable as written, as on the CPU: e^-v overflows to inf for v << 0 and the result
-    is exactly 0; it underflows to 0 for v >> 0 and the result is 1; NaN stays NaN.
-    """
-    return one / (one + exp(-v))
+def _plain_on_gpu(a):
+    return a
 
 
-@cuda.jit(device=True)
-def activate(v, act, one):
-    """f(v) for activation number ``act``: sigma(v), relu(v) = max(v, 0), tanh(v) or v.
-
-    relu keeps NaN and -0.0 as torch.relu does (only v < 0 becomes 0).
-    """
-    if act == SIGMOID:
-        return sigma(v, one)
-    if act == RELU:
-        zero = one - one
-        return zero if v < zero else v
-    if act == TANH:
-        return tanh(v)
-    return v
-
+# An array argument as numnet.elementwise's row functions take it: the array itself on a
+# GPU; in the simulator, the numpy array the CPU's compiled function can read and write.
+plain = _plain_in_simulator if SIMULATED else cuda.jit(device=True)(_plain_on_gpu)
 
 @cuda.jit
 def sigmoid_kernel(x, out):
@@ -228,9 +215,9 @@ def neuron_kernel(partial, b, out):
 
 
 @cuda.jit(device=True)
-def block_product(a, b, acc):
+def block_product(a, b, acc, row_block):
     """acc[ii, jj] = fma(a[i, p], b[p, j], acc[ii, jj]) for p = 0, 1, ..., k-1, for this thread's WORK x WORK
-    outputs: i = BLOCK * blockIdx.y + ty + TILE * ii, j = BLOCK * blockIdx.x + tx + TILE * jj.
+    outputs: i = BLOCK * row_block + ty + TILE * ii, j = BLOCK * blockIdx.x + tx + TILE * jj.
 
     Per TILE-deep step, the block's 256 threads copy a[block rows, p0:p0+TILE] and
     b[p0:p0+TILE, block columns] into shared memory (WORK elements each, consecutive
@@ -244,7 +231,7 @@ def block_product(a, b, acc):
     tx = cuda.threadIdx.x
     ty = cuda.threadIdx.y
     t = ty * TILE + tx  # 0 .. TILE*TILE - 1: this thread's turn in the copies
-    i0 = cuda.blockIdx.y * BLOCK
+    i0 = row_block * BLOCK
     j0 = cuda.blockIdx.x * BLOCK
     n, k = a.shape
     m = b.shape[1]
@@ -276,17 +263,19 @@ def block_product(a, b, acc):
 def mm_kernel(a, b, out):
     """out = a @ b.  a: (n, k) @ b: (k, m) -> out: (n, m); each thread WORK x WORK outputs
     (block_product), each block a BLOCK x BLOCK tile: launch it with mm_launch_shape.
+    A block strides over the row blocks by gridDim.y (at most MAX_GRID_Y blocks high).
 
     A larger grid is harmless (its extra blocks write nothing); k = 0 gives zeros.
     """
     acc = cuda.local.array((WORK, WORK), dtype=out.dtype)
-    block_product(a, b, acc)
-    for ii in range(WORK):
-        i = cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * ii
-        for jj in range(WORK):
-            j = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * jj
-            if i < out.shape[0] and j < out.shape[1]:
-                out[i, j] = acc[ii, jj]
+    for row_block in range(cuda.blockIdx.y, (out.shape[0] + BLOCK - 1) // BLOCK, cuda.gridDim.y):
+        block_product(a, b, acc, row_block)
+        for ii in range(WORK):
+            i = row_block * BLOCK + cuda.threadIdx.y + TILE * ii
+            for jj in range(WORK):
+                j = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * jj
+                if i < out.shape[0] and j < out.shape[1]:
+                    out[i, j] = acc[ii, jj]
 
 
 @cuda.jit
@@ -298,11 +287,12 @@ def linear_act_kernel(x, W, bias, out, act):
     as torch.addmm does. Launched like mm_kernel (mm_launch_shape).
     """
     acc = cuda.local.array((WORK, WORK), dtype=out.dtype)
-    block_product(x, W, acc)
     one = out.dtype.type(1)
-    for ii in range(WORK):
-        i = cuda.blockIdx.y * BLOCK + cuda.threadIdx.y + TILE * ii
-        for jj in range(WORK):
-            j = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * jj
-            if i < out.shape[0] and j < out.shape[1]:
-                out[i, j] = activate(acc[ii, jj] + bias[j], act, one)
+    for row_block in range(cuda.blockIdx.y, (out.shape[0] + BLOCK - 1) // BLOCK, cuda.gridDim.y):
+        block_product(x, W, acc, row_block)
+        for ii in range(WORK):
+            i = row_block * BLOCK + cuda.threadIdx.y + TILE * ii
+            for jj in range(WORK):
+                j = cuda.blockIdx.x * BLOCK + cuda.threadIdx.x + TILE * jj
+                if i < out.shape[0] and j < out.shape[1]:
+                    out[i, j] = activate(acc[ii, jj] + bias[j], act, one)

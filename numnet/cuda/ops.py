@@ -137,18 +137,20 @@ def launch_shape(n, m=None):
 
     1-D kernels loop with a grid stride, so the grid stops growing at MAX_BLOCKS blocks of
     THREADS; it depends on n alone, which keeps dot's summation order fixed. 2-D kernels
-    give each output element a thread, in TILE x TILE blocks, x along the columns.
+    give each output element a thread, in TILE x TILE blocks, x along the columns, y
+    along the rows up to MAX_GRID_Y blocks (the GPU's limit), the kernels striding over
+    the rest.
     """
     if m is None:
         return min(max(math.ceil(n / K.THREADS), 1), K.MAX_BLOCKS), K.THREADS
-    return (math.ceil(m / K.TILE), math.ceil(n / K.TILE)), (K.TILE, K.TILE)
+    return (math.ceil(m / K.TILE), min(math.ceil(n / K.TILE), K.MAX_GRID_Y)), (K.TILE, K.TILE)
 
 
 def mm_launch_shape(n, m):
     """(blocks, threads per block) for mm_kernel and linear_act_kernel over an (n, m)
     output: TILE x TILE threads per block, each block a BLOCK x BLOCK tile, x along the
-    columns."""
-    return (math.ceil(m / K.BLOCK), math.ceil(n / K.BLOCK)), (K.TILE, K.TILE)
+    columns, at most MAX_GRID_Y blocks along the rows (the kernels stride over the rest)."""
+    return (math.ceil(m / K.BLOCK), min(math.ceil(n / K.BLOCK), K.MAX_GRID_Y)), (K.TILE, K.TILE)
 
 
 def launch(kernel, shape):
