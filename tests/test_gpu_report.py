@@ -102,11 +102,6 @@ def test_every_op_counts_the_elements_that_differ_from_the_cpu(tiny_report):
         assert f"{r['differ_from_cpu']} of {r['elements']}" in line
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 17 (on another branch) compiles the elementwise functions, losses "
-    "and gradients from one source for both devices; remove this mark when it merges",
-)
 def test_ops_promised_identical_differ_nowhere(tiny_report):
     code, document, _, _, _ = tiny_report
     differ = {r["op"]: r["differ_from_cpu"] for r in document["rows"] if r.get("identical_expected")}
