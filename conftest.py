@@ -4,6 +4,7 @@ The CUDA kernels run in Numba's CUDA simulator unless the caller says otherwise
 (NUMBA_ENABLE_CUDASIM=0 on a machine with a GPU). The variable must be set before
 numba is first imported, which is why it lives here and not in a test.
 """
+
 import os
 
 os.environ.setdefault("NUMBA_ENABLE_CUDASIM", "1")

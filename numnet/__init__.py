@@ -8,6 +8,7 @@ never loads numba.cuda. ``numnet.manual_seed`` and ``numnet.randn`` reproduce to
 random normals bit for bit, and ``numnet.format`` prints an array as torch prints a
 tensor. Importing numnet never needs torch, a GPU or CUDA libraries.
 """
+
 __version__ = "0.1.0"
 
 from numnet._checks import DTypeError, ShapeError
@@ -17,10 +18,27 @@ from numnet.ops import dot, forward, linear, mm, neuron, sigmoid, sum, sum_order
 from numnet.random import Generator, default_generator, initial_seed, manual_seed, randn, randn_like
 
 __all__ = [
-    "sigmoid", "sum", "sum_order", "dot", "mm", "neuron", "linear", "forward",
-    "log_softmax", "softmax", "loss_and_grads", "SGD",
-    "manual_seed", "initial_seed", "randn", "randn_like", "Generator", "default_generator",
-    "format", "ShapeError", "DTypeError",
+    "sigmoid",
+    "sum",
+    "sum_order",
+    "dot",
+    "mm",
+    "neuron",
+    "linear",
+    "forward",
+    "log_softmax",
+    "softmax",
+    "loss_and_grads",
+    "SGD",
+    "manual_seed",
+    "initial_seed",
+    "randn",
+    "randn_like",
+    "Generator",
+    "default_generator",
+    "format",
+    "ShapeError",
+    "DTypeError",
 ]
 
 

@@ -9,6 +9,7 @@ and the rule, e.g.::
 The checks only read ``.shape`` and ``.dtype``, so they serve numpy arrays on the CPU
 and numba device arrays on the GPU alike.
 """
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -57,8 +58,10 @@ def as_host_array(op, name, x, floats=True):
         raise TypeError(f"{op}: cannot read {name} as an array: {exc}") from None
     if floats and a.dtype not in FLOAT_DTYPES:  # advice that fits a list, a number or a tensor
         kind = f"a Python {type(x).__name__}" if np.isscalar(x) else f"a {type(x).__name__}"
-        raise DTypeError(f"{op}: expected float32 or float64 arrays, got {kind} of {a.dtype}; "
-                         f"convert with np.asarray({name}, np.float32)")
+        raise DTypeError(
+            f"{op}: expected float32 or float64 arrays, got {kind} of {a.dtype}; "
+            f"convert with np.asarray({name}, np.float32)"
+        )
     return a
 
 
@@ -82,8 +85,7 @@ def check_dtype(op, *arrays):
     for a in arrays:
         if a.dtype not in FLOAT_DTYPES:
             raise DTypeError(
-                f"{op}: expected float32 or float64 arrays, got {a.dtype}; "
-                f"convert with .astype(np.float32)"
+                f"{op}: expected float32 or float64 arrays, got {a.dtype}; convert with .astype(np.float32)"
             )
     for a in arrays:
         if a.dtype != dtype:
@@ -98,9 +100,7 @@ def check_dtype(op, *arrays):
 
 def check_ndim(op, name, a, ndim):
     if a.ndim != ndim:
-        raise ShapeError(
-            f"{op}: {name} must be {ndim}-D, got {a.ndim}-D array of shape {tuple(a.shape)}"
-        )
+        raise ShapeError(f"{op}: {name} must be {ndim}-D, got {a.ndim}-D array of shape {tuple(a.shape)}")
 
 
 def check_matmul(op, a, b, names=("mat1", "mat2")):
@@ -117,26 +117,20 @@ def check_matmul(op, a, b, names=("mat1", "mat2")):
 
 def check_same_shape(op, a, b):
     if tuple(a.shape) != tuple(b.shape):
-        raise ShapeError(
-            f"{op}: the arrays must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}"
-        )
+        raise ShapeError(f"{op}: the arrays must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
 
 
 def check_bias(op, b, m, name="bias"):
     """A bias for m output units: shape (m,) or (1, m), broadcast over the rows."""
     shape = tuple(b.shape)
     if shape != (m,) and shape != (1, m):
-        raise ShapeError(
-            f"{op}: {name} of shape {shape} does not fit {m} output units: expected ({m},) or (1, {m})"
-        )
+        raise ShapeError(f"{op}: {name} of shape {shape} does not fit {m} output units: expected ({m},) or (1, {m})")
 
 
 def check_neuron_bias(op, b):
     """A single neuron has a single bias: one element, of any shape (the result's shape)."""
     if b.size != 1:
-        raise ShapeError(
-            f"{op}: a neuron has one bias, got shape {tuple(b.shape)} ({b.size} values)"
-        )
+        raise ShapeError(f"{op}: a neuron has one bias, got shape {tuple(b.shape)} ({b.size} values)")
 
 
 # Activations by name; a kernel gets the position in this tuple (numnet.kernels.SIGMOID, ...).
@@ -270,15 +264,15 @@ def check_class_target(op, target, batch, n_classes):
     are read on the host: a GPU target is copied over for this check.
     """
     if target.dtype.kind not in "iu":
-        hint = "; class probabilities are not supported, use one-hot targets with loss='mse'" \
-            if target.dtype.kind == "f" else ""
-        raise DTypeError(
-            f"{op}: cross_entropy target must be integer class indices, got {target.dtype}{hint}"
+        hint = (
+            "; class probabilities are not supported, use one-hot targets with loss='mse'"
+            if target.dtype.kind == "f"
+            else ""
         )
+        raise DTypeError(f"{op}: cross_entropy target must be integer class indices, got {target.dtype}{hint}")
     if target.ndim != 1:
         raise ShapeError(
-            f"{op}: cross_entropy target must be 1-D, one class index per row of x, "
-            f"got shape {tuple(target.shape)}"
+            f"{op}: cross_entropy target must be 1-D, one class index per row of x, got shape {tuple(target.shape)}"
         )
     if target.shape[0] != batch:
         raise ShapeError(

@@ -11,6 +11,7 @@ libdevice's round-to-nearest ones (``__nv_fmul_rn``, ``__nv_dadd_rn``, ...: PTX
 ``mul.rn``/``add.rn``, which NVVM never fuses; a - b as a + (-b)). The fused multiply-add itself is
 numnet._llvm.fma, llvm.fma on both devices (fma.rn on a GPU).
 """
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils

@@ -13,6 +13,7 @@ Every entry is right-aligned to the widest nonzero finite value. Each number is 
 element converted exactly to a Python float (float32 widens to double without rounding)
 and printed with Python's ``format``, so rounding is Python's, on the exact value.
 """
+
 import numpy as np
 
 from numnet._typing import ArrayLike
@@ -102,10 +103,7 @@ def _block(a, indent, summarize, fmt, width):
         return _entry(a.item(), fmt, width)
     if a.ndim == 1:
         return _vector(a, indent, summarize, fmt, width)
-    parts = [
-        "..." if i is None else _block(a[i], indent + 1, summarize, fmt, width)
-        for i in _rows(len(a), summarize)
-    ]
+    parts = ["..." if i is None else _block(a[i], indent + 1, summarize, fmt, width) for i in _rows(len(a), summarize)]
     # Sub-blocks of an nd tensor are separated by nd-1 newlines (blank lines for 3-d).
     return "[" + ("," + "\n" * (a.ndim - 1) + " " * (indent + 1)).join(parts) + "]"
 

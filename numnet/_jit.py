@@ -65,6 +65,7 @@ and every numnet kernel then runs its serial twin (the same source compiled with
 work, one thread each, as torch's own DataLoader workers do. numnet's kernels hold the
 GIL, so calls from several Python threads run one at a time, on every layer.
 """
+
 import contextlib
 import functools
 import hashlib
@@ -182,8 +183,7 @@ _TAG_NAME = re.compile(r"[0-9][0-9A-Za-z.+!]*-[0-9a-f]{16}")  # CACHE_TAG's form
 def _tag_directories():
     """numnet's cache directories in CACHE_ROOT: only folders named as CACHE_TAG is named
     (the root may be a folder the user shares with other things: nothing else is ours)."""
-    return [d for d in CACHE_ROOT.iterdir()
-            if _TAG_NAME.fullmatch(d.name) and d.is_dir() and not d.is_symlink()]
+    return [d for d in CACHE_ROOT.iterdir() if _TAG_NAME.fullmatch(d.name) and d.is_dir() and not d.is_symlink()]
 
 
 def _prune_old_tags():
@@ -191,7 +191,7 @@ def _prune_old_tags():
     try:
         tags = _tag_directories()
         tags.sort(key=lambda d: d.stat().st_mtime, reverse=True)
-        for old in [d for d in tags if d != CACHE_DIR][KEEP_TAGS - 1:]:
+        for old in [d for d in tags if d != CACHE_DIR][KEEP_TAGS - 1 :]:
             shutil.rmtree(old, ignore_errors=True)
     except OSError:
         pass
@@ -318,7 +318,7 @@ class _CacheFile(IndexDataCacheFile):
         blob = self._read(self._data_path(name))
         if blob is None:
             return None
-        digest, payload = blob[len(_MAGIC):len(_MAGIC) + 32], blob[len(_MAGIC) + 32:]
+        digest, payload = blob[len(_MAGIC) : len(_MAGIC) + 32], blob[len(_MAGIC) + 32 :]
         if not blob.startswith(_MAGIC) or hashlib.sha256(payload).digest() != digest:
             return None  # truncated or garbled
         stored_key, data = pickle.loads(payload)
@@ -370,8 +370,7 @@ class _Cache:
         self._name = repr(py_func)
         self._py_func = py_func
         self._impl = _CacheImpl(py_func, options)
-        self._cache_file = _CacheFile(str(CACHE_DIR), self._impl.filename_base,
-                                      self._impl.locator.get_source_stamp())
+        self._cache_file = _CacheFile(str(CACHE_DIR), self._impl.filename_base, self._impl.locator.get_source_stamp())
         self._enabled = True
 
     cache_path = property(lambda self: str(CACHE_DIR))
@@ -479,6 +478,7 @@ def cache_report():
     """What ``numnet cache`` prints: [(directory, bytes, files, is the current one)] for
     every numnet cache directory under CACHE_ROOT, and the numba files an older numnet
     (which used numba's own cache) left beside its sources."""
+
     def usage(paths):
         sizes = [p.stat().st_size for p in paths if p.is_file()]
         return sum(sizes), len(sizes)
@@ -492,7 +492,7 @@ def cache_report():
 
 
 def describe_folder(folder):
-    """"owner NAME, mode 0700: trusted (...)" or "...: NOT trusted: why", for numnet cache."""
+    """ "owner NAME, mode 0700: trusted (...)" or "...: NOT trusted: why", for numnet cache."""
     try:
         st = os.lstat(folder)
     except OSError as e:
@@ -506,7 +506,8 @@ def describe_folder(folder):
     try:
         Policy().check_root(folder, follow=True) if folder == CACHE_ROOT else Policy().check_folder(folder)
         verdict = "trusted: only you and root can write it" + (
-            f" (and the members of group {Policy().group}, by {_trust.GROUP_VARIABLE})" if Policy().group else "")
+            f" (and the members of group {Policy().group}, by {_trust.GROUP_VARIABLE})" if Policy().group else ""
+        )
     except (Untrusted, OSError) as e:
         verdict = f"NOT trusted: {e}"
     return f"owner {owner}, mode {stat.S_IMODE(st.st_mode):04o}: {verdict}"

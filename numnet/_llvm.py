@@ -1,6 +1,7 @@
 """LLVM primitives the CPU kernels need and Numba does not expose: a fused multiply-add
 and the IEEE bits of a float. One copy here, for numnet.kernels, numnet.random and
 numnet.backward_kernels."""
+
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -91,8 +92,14 @@ def stack_matrix(dtype, rows, cols):
         data = cgutils.alloca_once(builder, item, size=rows * cols)  # in the entry block
         array = make_array(matrix)(context, builder)
         intp = context.get_value_type(types.intp)
-        populate_array(array, data=data, shape=[intp(rows), intp(cols)],
-                       strides=[intp(cols * size), intp(size)], itemsize=intp(size), meminfo=None)
+        populate_array(
+            array,
+            data=data,
+            shape=[intp(rows), intp(cols)],
+            strides=[intp(cols * size), intp(size)],
+            itemsize=intp(size),
+            meminfo=None,
+        )
         return array._getvalue()
 
     return matrix, codegen
@@ -107,9 +114,16 @@ def vector_add(dst, d, src, s, lanes):
     off, which would otherwise find these vectors in an unrolled scalar loop, and the loop
     vectoriser does not take a loop whose additions must stay in order. d + lanes and
     s + lanes must lie within the arrays (no bounds check)."""
-    if not (isinstance(dst, types.Array) and isinstance(src, types.Array) and dst.dtype == src.dtype
-            and isinstance(dst.dtype, types.Float) and dst.layout == "C" and src.layout == "C"
-            and isinstance(d, types.Integer) and isinstance(s, types.Integer)):
+    if not (
+        isinstance(dst, types.Array)
+        and isinstance(src, types.Array)
+        and dst.dtype == src.dtype
+        and isinstance(dst.dtype, types.Float)
+        and dst.layout == "C"
+        and src.layout == "C"
+        and isinstance(d, types.Integer)
+        and isinstance(s, types.Integer)
+    ):
         return None
 
     def codegen(context, builder, sig, args):

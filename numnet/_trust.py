@@ -29,6 +29,7 @@ World-writable is never trusted.
 
 Without POSIX ownership (Windows) only the symbolic-link rules apply.
 """
+
 import errno
 import functools
 import os
@@ -105,8 +106,10 @@ class Policy:
         if st.st_mode & stat.S_IWOTH:
             raise Untrusted(f"{path} is writable by every user (mode {stat.S_IMODE(st.st_mode):04o})")
         if st.st_mode & stat.S_IWGRP and not group_ok:
-            raise Untrusted(f"{path} is writable by its group (mode {stat.S_IMODE(st.st_mode):04o}; "
-                            f"{GROUP_VARIABLE} opts in to a shared cache)")
+            raise Untrusted(
+                f"{path} is writable by its group (mode {stat.S_IMODE(st.st_mode):04o}; "
+                f"{GROUP_VARIABLE} opts in to a shared cache)"
+            )
 
     def check_root(self, root, follow=False):
         """The cache root and every folder above it. Links above it are resolved first

@@ -13,6 +13,7 @@ NaN and inf are not errors: they propagate as in torch (a NaN in x, the target o
 weight gives a NaN loss and NaN gradients where torch has them), and SGD applies them.
 ``numnet train`` checks the loss after every step and stops if it is not finite.
 """
+
 import numpy as np
 
 from numnet import _checks as C
@@ -94,8 +95,14 @@ def read_network(op, x, target, layers, hidden, output, loss, read):
     return x, target, pairs, dtype, hidden, output, loss
 
 
-def loss_and_grads(x: ArrayLike, target: ArrayLike, layers: Layers, hidden: Activation = "sigmoid",
-                   output: Activation = "sigmoid", loss: Loss = "mse") -> tuple[Array, Grads]:
+def loss_and_grads(
+    x: ArrayLike,
+    target: ArrayLike,
+    layers: Layers,
+    hidden: Activation = "sigmoid",
+    output: Activation = "sigmoid",
+    loss: Loss = "mse",
+) -> tuple[Array, Grads]:
     """The loss of ``forward(x, layers, hidden, output)`` against ``target``, and its
     gradients: ``loss, grads = loss_and_grads(...)`` with grads = [(dW1, db1), ...] shaped
     like layers and loss a 0-d array, all of x's dtype.
@@ -121,7 +128,8 @@ def loss_and_grads(x: ArrayLike, target: ArrayLike, layers: Layers, hidden: Acti
     op = "numnet.loss_and_grads"
     try:
         x, target, pairs, dtype, hidden, output, loss = read_network(
-            op, x, target, layers, hidden, output, loss, C.as_host_array)
+            op, x, target, layers, hidden, output, loss, C.as_host_array
+        )
     except C.INPUT_ERRORS as e:
         raise e.with_traceback(None)
     n = x.shape[0]
@@ -198,9 +206,14 @@ class SGD:
             buf = g if self.momentum == 0 else self.buffers[k]
             BK.sgd_kernel(p, g, buf, lr, momentum, first)
 
-
-    def train_step(self, x: ArrayLike, target: ArrayLike, hidden: Activation = "sigmoid",
-                   output: Activation = "sigmoid", loss: Loss = "mse") -> Array:
+    def train_step(
+        self,
+        x: ArrayLike,
+        target: ArrayLike,
+        hidden: Activation = "sigmoid",
+        output: Activation = "sigmoid",
+        loss: Loss = "mse",
+    ) -> Array:
         """One training step: ``loss, grads = loss_and_grads(x, target, layers, hidden,
         output, loss); self.step(grads)``, returning the loss; the same bits, in one
         compiled call where it can (no Python between the kernels, gradients in scratch
@@ -216,12 +229,20 @@ class SGD:
         if codes is None:
             op = "numnet.SGD.train_step"
             try:
-                codes = self._codes[key] = (C.activation_code(op, "hidden", hidden),
-                                            C.activation_code(op, "output", output), C.loss_code(op, loss))
+                codes = self._codes[key] = (
+                    C.activation_code(op, "hidden", hidden),
+                    C.activation_code(op, "output", output),
+                    C.loss_code(op, loss),
+                )
             except C.INPUT_ERRORS as e:
                 raise e.with_traceback(None)
-        if (self._fused is not None and type(x) is np.ndarray and type(target) is np.ndarray
-                and target.ndim == (2 if codes[2] == MSE else 1) and x.ndim == 2):
+        if (
+            self._fused is not None
+            and type(x) is np.ndarray
+            and type(target) is np.ndarray
+            and target.ndim == (2 if codes[2] == MSE else 1)
+            and x.ndim == 2
+        ):
             Ws, Bs, dWs, dBs = self._fused
             first = self.buffers is None and self.momentum != 0
             buffers = self.buffers
@@ -232,8 +253,21 @@ class SGD:
             widest = max(Ws, key=lambda W: W.size)  # its product decides whether threads pay
             try:
                 done, value = BK.train_step_kernel(
-                    x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, codes[0], codes[1], dtype(self.lr),
-                    dtype(self.momentum), first, K.product_threads(len(x), *widest.shape))
+                    x,
+                    target,
+                    Ws,
+                    Bs,
+                    dWs,
+                    dBs,
+                    bufs_W,
+                    bufs_B,
+                    codes[0],
+                    codes[1],
+                    dtype(self.lr),
+                    dtype(self.momentum),
+                    first,
+                    K.product_threads(len(x), *widest.shape),
+                )
             except Exception:  # argument types it was not written for (a dtype mix, ...)
                 done = False
             if done:

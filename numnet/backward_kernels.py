@@ -18,12 +18,13 @@ and accumulate in the input's dtype. Sums run left to right; the elementwise for
 with numnet.cuda's, and follow torch's CPU kernels term by term, so results agree with
 torch within numnet.testing's bounds, often bit for bit.
 """
+
 import numpy as np
 from numba import types
 from numba.extending import overload
 
-from numnet._jit import jit
 from numnet import kernels as K
+from numnet._jit import jit
 from numnet.elementwise import act_grad, cross_entropy_row, log_softmax_row, mse_row, sgd_update, softmax_row
 from numnet.kernels import IDENTITY
 
@@ -76,6 +77,7 @@ def backprop_kernel(delta, W, y, act, out, threads):
 
 
 # -- Losses and the softmax ---------------------------------------------------------------
+
 
 @jit
 def log_softmax_kernel(x, out):
@@ -139,6 +141,7 @@ def cross_entropy_kernel(y, target, act, logp, delta):
 
 # -- The optimiser ----------------------------------------------------------------------
 
+
 @jit
 def sgd_kernel(p, g, buf, lr, momentum, first):
     """One step of torch.optim.SGD (dampening 0, no Nesterov, no weight decay), in place,
@@ -182,6 +185,7 @@ def _target_fits_impl(target, like, n, m):
     if target.ndim == 2 and target.dtype == like.dtype:
         return lambda target, like, n, m: target.shape[0] == n and target.shape[1] == m
     if target.ndim == 1 and isinstance(target.dtype, types.Integer):
+
         def fits(target, like, n, m):
             if target.shape[0] != n:
                 return False
@@ -189,6 +193,7 @@ def _target_fits_impl(target, like, n, m):
                 if target[i] < 0 or target[i] >= m:
                     return False
             return True
+
         return fits
     return lambda target, like, n, m: False
 
@@ -218,21 +223,37 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
     depth = len(Ws)
     n = x.shape[0]
     dtype = Ws[0].dtype
-    fits = (_same_dtype(x, Ws[0]) and _same_dtype(Bs[0], Ws[0]) and x.shape[1] == Ws[0].shape[0]
-            and _target_fits(target, Ws[0], n, Ws[depth - 1].shape[1]))
+    fits = (
+        _same_dtype(x, Ws[0])
+        and _same_dtype(Bs[0], Ws[0])
+        and x.shape[1] == Ws[0].shape[0]
+        and _target_fits(target, Ws[0], n, Ws[depth - 1].shape[1])
+    )
     for i in range(depth):
         fits = fits and Bs[i].shape[1] == Ws[i].shape[1] and (i == 0 or Ws[i].shape[0] == Ws[i - 1].shape[1])
     if not fits:
         return False, dtype.type(0)
     # forward, keeping every layer's output hs[i] = f(h_{i-1} @ W_i + b_i)
     hs = [np.empty((n, Ws[0].shape[1]), dtype)]
-    K.linear_act_kernel(x, Ws[0], Bs[0], hs[0], output if depth == 1 else hidden,
-                        threads if n * Ws[0].shape[0] * Ws[0].shape[1] >= K.PARALLEL_MIN else 1)
+    K.linear_act_kernel(
+        x,
+        Ws[0],
+        Bs[0],
+        hs[0],
+        output if depth == 1 else hidden,
+        threads if n * Ws[0].shape[0] * Ws[0].shape[1] >= K.PARALLEL_MIN else 1,
+    )
     for i in range(1, depth):
         k, m = Ws[i].shape
         hs.append(np.empty((n, m), dtype))
-        K.linear_act_kernel(hs[i - 1], Ws[i], Bs[i], hs[i], output if i == depth - 1 else hidden,
-                            threads if n * k * m >= K.PARALLEL_MIN else 1)
+        K.linear_act_kernel(
+            hs[i - 1],
+            Ws[i],
+            Bs[i],
+            hs[i],
+            output if i == depth - 1 else hidden,
+            threads if n * k * m >= K.PARALLEL_MIN else 1,
+        )
     delta = np.empty(hs[depth - 1].shape, dtype)
     value = _loss_into(hs[depth - 1], target, output, delta)
     # backward: dW_i = h_{i-1}^T delta_i, db_i = column sums, delta_{i-1} = delta_i W_i^T f'

@@ -7,6 +7,7 @@ as int64 class indices, the form numnet.loss_and_grads(..., loss="cross_entropy"
 
 This is data loading, not arithmetic, so it uses numpy freely.
 """
+
 import gzip
 import os
 
@@ -57,7 +58,8 @@ def read_idx(path: str | os.PathLike) -> np.ndarray:
     header = 4 + 4 * ndim
     if len(data) < header:
         raise DataError(
-            f"{path}: IDX header truncated: {ndim} dimensions need {header} bytes, the file has {len(data)}")
+            f"{path}: IDX header truncated: {ndim} dimensions need {header} bytes, the file has {len(data)}"
+        )
     shape = tuple(int(d) for d in np.frombuffer(data, ">u4", ndim, 4))
     size = int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
     if len(data) - header != size:
@@ -80,7 +82,7 @@ def write_idx(path: str | os.PathLike, array: np.ndarray) -> None:
     code = IDX_CODES[native]
     header = bytes([0, 0, code, array.ndim]) + np.array(array.shape, ">u4").tobytes()
     body = np.ascontiguousarray(array, IDX_TYPES[code]).tobytes()
-    with (gzip.open(path, "wb") if str(path).endswith(".gz") else open(path, "wb")) as f:
+    with gzip.open(path, "wb") if str(path).endswith(".gz") else open(path, "wb") as f:
         f.write(header + body)
 
 

@@ -32,6 +32,7 @@ instructions per element, tanh about 60; nothing on GPUs with full-rate float64,
 one that runs float64 at 1/64 of the float32 rate makes a float32 sigmoid bound by its
 float64 units rather than by memory (README, CUDA section).
 """
+
 import decimal
 from fractions import Fraction
 
@@ -41,23 +42,50 @@ from numba.extending import overload
 
 from numnet._device import add, mul, sub
 from numnet._jit import jit
-from numnet._llvm import fma, float_bits, float_from_bits
+from numnet._llvm import float_bits, float_from_bits, fma
 
 # -- float32 e^x: glibc's expf --------------------------------------------------------
 
 # glibc's __exp2f_data: 2^(i/32) for i = 0..31 as float64 bits, minus i << 47 (so that
 # adding k << 47 for k = 32q + i makes the float64 2^(k/32)), and the polynomial for
 # 2^(r/32) - 1 on |r| <= 1/2, its coefficients pre-divided by 32, 32^2, 32^3.
-_EXP2F_TABLE = np.array([
-    0x3FF0000000000000, 0x3FEFD9B0D3158574, 0x3FEFB5586CF9890F, 0x3FEF9301D0125B51,
-    0x3FEF72B83C7D517B, 0x3FEF54873168B9AA, 0x3FEF387A6E756238, 0x3FEF1E9DF51FDEE1,
-    0x3FEF06FE0A31B715, 0x3FEEF1A7373AA9CB, 0x3FEEDEA64C123422, 0x3FEECE086061892D,
-    0x3FEEBFDAD5362A27, 0x3FEEB42B569D4F82, 0x3FEEAB07DD485429, 0x3FEEA47EB03A5585,
-    0x3FEEA09E667F3BCD, 0x3FEE9F75E8EC5F74, 0x3FEEA11473EB0187, 0x3FEEA589994CCE13,
-    0x3FEEACE5422AA0DB, 0x3FEEB737B0CDC5E5, 0x3FEEC49182A3F090, 0x3FEED503B23E255D,
-    0x3FEEE89F995AD3AD, 0x3FEEFF76F2FB5E47, 0x3FEF199BDD85529C, 0x3FEF3720DCEF9069,
-    0x3FEF5818DCFBA487, 0x3FEF7C97337B9B5F, 0x3FEFA4AFA2A490DA, 0x3FEFD0765B6E4540,
-], np.uint64)
+_EXP2F_TABLE = np.array(
+    [
+        0x3FF0000000000000,
+        0x3FEFD9B0D3158574,
+        0x3FEFB5586CF9890F,
+        0x3FEF9301D0125B51,
+        0x3FEF72B83C7D517B,
+        0x3FEF54873168B9AA,
+        0x3FEF387A6E756238,
+        0x3FEF1E9DF51FDEE1,
+        0x3FEF06FE0A31B715,
+        0x3FEEF1A7373AA9CB,
+        0x3FEEDEA64C123422,
+        0x3FEECE086061892D,
+        0x3FEEBFDAD5362A27,
+        0x3FEEB42B569D4F82,
+        0x3FEEAB07DD485429,
+        0x3FEEA47EB03A5585,
+        0x3FEEA09E667F3BCD,
+        0x3FEE9F75E8EC5F74,
+        0x3FEEA11473EB0187,
+        0x3FEEA589994CCE13,
+        0x3FEEACE5422AA0DB,
+        0x3FEEB737B0CDC5E5,
+        0x3FEEC49182A3F090,
+        0x3FEED503B23E255D,
+        0x3FEEE89F995AD3AD,
+        0x3FEEFF76F2FB5E47,
+        0x3FEF199BDD85529C,
+        0x3FEF3720DCEF9069,
+        0x3FEF5818DCFBA487,
+        0x3FEF7C97337B9B5F,
+        0x3FEFA4AFA2A490DA,
+        0x3FEFD0765B6E4540,
+    ],
+    np.uint64,
+)
 _INV_LN2_32 = float.fromhex("0x1.71547652b82fep+0") * 32  # 32 / ln 2
 _SHIFT = float.fromhex("0x1.8p+52")  # adding it rounds a float64 to an integer (ties to even)
 _C0 = float.fromhex("0x1.c6af84b912394p-5") / 32**3
@@ -134,10 +162,10 @@ def exp64(x):
     scaled = add(hi, fma(hi, p, _EXP_TABLE[i, 1]))  # 2^(i/N) e^r, in [0.98, 2)
     q1 = (k >> 5) // 2  # 2^q in two normal factors: a subnormal result is rounded once
     q2 = (k >> 5) - q1
-    return mul(mul(scaled, float_from_bits(np.uint64(q1 + 1023) << np.uint64(52))),
-               float_from_bits(np.uint64(q2 + 1023) << np.uint64(52)))
-
-
+    return mul(
+        mul(scaled, float_from_bits(np.uint64(q1 + 1023) << np.uint64(52))),
+        float_from_bits(np.uint64(q2 + 1023) << np.uint64(52)),
+    )
 
 
 def _ln2_parts():
@@ -204,8 +232,12 @@ def _tanh_series(terms):
     fact = [1]
     for i in range(1, count):
         fact.append(fact[-1] * i)
-    return np.array([float(Fraction(4 ** (n + 1) * (4 ** (n + 1) - 1)) * B[2 * n + 2] / fact[2 * n + 2])
-                 for n in range(1, terms + 1)])
+    return np.array(
+        [
+            float(Fraction(4 ** (n + 1) * (4 ** (n + 1) - 1)) * B[2 * n + 2] / fact[2 * n + 2])
+            for n in range(1, terms + 1)
+        ]
+    )
 
 
 _TANH = _tanh_series(20)

@@ -68,6 +68,7 @@ torch.sum(a * b) and numnet.neuron the notebook's output1, bit for bit.
 source for the CPU (here) and the GPU (numnet.cuda): float32 e^x is glibc's expf, float64
 e^x, log and tanh are numnet's own algorithms, so both devices give the same bits.
 """
+
 import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import config, literal_unroll, prange, types
@@ -173,7 +174,6 @@ def _register_tile(typingctx, like):
 # _write_tile) and the sigmoid loops call sigma and activate.
 from numnet.elementwise import _EXP2F_TABLE, IDENTITY, RELU, SIGMOID, TANH, activate, expf, sigma  # noqa: E402,F401
 from numnet.elementwise import exp as _exp  # noqa: E402,F401
-
 
 # -- elementwise and reductions -------------------------------------------------------------
 

@@ -11,6 +11,7 @@
 Neither IPython nor torch is imported here: IPython only when ``show_as_torch`` is
 called, torch never (``beside`` reads a tensor through ``np.asarray``).
 """
+
 import numpy as np
 
 from numnet._format import format_tensor

@@ -5,6 +5,7 @@ modified), or anything numpy reads without copying data it does not have to: tor
 CPU tensors (shared memory), Python numbers and nested lists (a list of Python floats
 is float64, as in numpy). The result is always a new numpy array of the input dtype.
 """
+
 import numpy as np
 
 from numnet import _checks as C
@@ -111,8 +112,15 @@ def mm(a: ArrayLike, b: ArrayLike) -> Array:
     op = "numnet.mm"
     # The checks below in full, when the inputs are not plainly two numpy float matrices
     # of one dtype that fit: a notebook-sized product costs less than the checks would.
-    if not (type(a) is np.ndarray and type(b) is np.ndarray and a.dtype is b.dtype
-            and a.dtype in C.FLOAT_DTYPES and a.ndim == 2 and b.ndim == 2 and a.shape[1] == b.shape[0]):
+    if not (
+        type(a) is np.ndarray
+        and type(b) is np.ndarray
+        and a.dtype is b.dtype
+        and a.dtype in C.FLOAT_DTYPES
+        and a.ndim == 2
+        and b.ndim == 2
+        and a.shape[1] == b.shape[0]
+    ):
         try:
             a, b = C.read_floats(op, mat1=a, mat2=b)
             C.check_matmul(op, a, b)
@@ -155,10 +163,18 @@ def linear(x: ArrayLike, W: ArrayLike, b: ArrayLike) -> Array:
     """
     op = "numnet.linear"
     # As in mm: the full checks unless the inputs are plainly numpy arrays that fit.
-    if not (type(x) is np.ndarray and type(W) is np.ndarray and type(b) is np.ndarray
-            and x.dtype is W.dtype is b.dtype and x.dtype in C.FLOAT_DTYPES
-            and x.ndim == 2 and W.ndim == 2 and x.shape[1] == W.shape[0]
-            and b.shape[-1:] == W.shape[1:] and (b.ndim == 1 or b.shape == (1, W.shape[1]))):
+    if not (
+        type(x) is np.ndarray
+        and type(W) is np.ndarray
+        and type(b) is np.ndarray
+        and x.dtype is W.dtype is b.dtype
+        and x.dtype in C.FLOAT_DTYPES
+        and x.ndim == 2
+        and W.ndim == 2
+        and x.shape[1] == W.shape[0]
+        and b.shape[-1:] == W.shape[1:]
+        and (b.ndim == 1 or b.shape == (1, W.shape[1]))
+    ):
         try:
             x, W, b = C.read_floats(op, x=x, W=W, b=b)
             C.check_matmul(op, x, W, names=("x", "W"))

@@ -30,6 +30,7 @@ small paths call the process's libm (glibc here) as torch does, and agree on bot
 The generator state (`Generator.get_state`) uses torch's byte layout, so a numnet state
 can be loaded into ``torch.set_rng_state`` and the other way round.
 """
+
 import math
 import operator
 import os
@@ -52,10 +53,20 @@ _TWO_PI = 2.0 * np.pi
 _F = np.float32
 _ZERO, _HALF, _ONE, _MINUS_TWO, _TWO_PI_F = _F(0), _F(0.5), _F(1), _F(-2), _F(_TWO_PI)
 _SQRTHF = _F(0.707106781186547524)
-_LOG_P0, _LOG_P1, _LOG_P2, _LOG_P3, _LOG_P4, _LOG_P5, _LOG_P6, _LOG_P7, _LOG_P8 = (_F(p) for p in (
-    7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1,
-    1.4249322787e-1, -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1,
-    3.3333331174e-1))
+_LOG_P0, _LOG_P1, _LOG_P2, _LOG_P3, _LOG_P4, _LOG_P5, _LOG_P6, _LOG_P7, _LOG_P8 = (
+    _F(p)
+    for p in (
+        7.0376836292e-2,
+        -1.1514610310e-1,
+        1.1676998740e-1,
+        -1.2420140846e-1,
+        1.4249322787e-1,
+        -1.6668057665e-1,
+        2.0000714765e-1,
+        -2.4999993993e-1,
+        3.3333331174e-1,
+    )
+)
 _LOG_Q1, _LOG_Q2 = _F(-2.12194440e-4), _F(0.693359375)
 _FOPI = _F(1.27323954473516)  # 4 / pi
 _DP1, _DP2, _DP3 = _F(-0.78515625), _F(-2.4187564849853515625e-4), _F(-3.77489497744594108e-8)
@@ -63,14 +74,23 @@ _COS_P0, _COS_P1, _COS_P2 = _F(2.443315711809948e-5), _F(-1.388731625493765e-3),
 _SIN_P0, _SIN_P1, _SIN_P2 = _F(-1.9515295891e-4), _F(8.3321608736e-3), _F(-1.6666654611e-1)
 
 # torch's CPUGeneratorImplState, byte for byte (x86-64: little-endian, natural alignment).
-STATE_DTYPE = np.dtype([
-    ("the_initial_seed", "<u8"), ("left", "<i4"), ("seeded", "<i4"), ("next", "<u8"),
-    ("state", "<u8", (_N,)),
-    ("normal_x", "<f8"), ("normal_y", "<f8"), ("normal_rho", "<f8"),
-    ("normal_is_valid", "<i4"), ("_pad0", "<i4"),
-    ("next_float_normal_sample", "<f4"), ("is_next_float_normal_sample_valid", "u1"),
-    ("_pad1", "u1", (3,)),
-])
+STATE_DTYPE = np.dtype(
+    [
+        ("the_initial_seed", "<u8"),
+        ("left", "<i4"),
+        ("seeded", "<i4"),
+        ("next", "<u8"),
+        ("state", "<u8", (_N,)),
+        ("normal_x", "<f8"),
+        ("normal_y", "<f8"),
+        ("normal_rho", "<f8"),
+        ("normal_is_valid", "<i4"),
+        ("_pad0", "<i4"),
+        ("next_float_normal_sample", "<f4"),
+        ("is_next_float_normal_sample_valid", "u1"),
+        ("_pad1", "u1", (3,)),
+    ]
+)
 assert STATE_DTYPE.itemsize == 5056, STATE_DTYPE.itemsize
 
 
@@ -275,9 +295,9 @@ def _normal_large_f32(mt, pos, out):
     n = out.size
     _fill_uniform24(mt, pos, out)
     for b in range(0, n - 15, 16):
-        _box_muller16_f32(out[b:b + 16])
+        _box_muller16_f32(out[b : b + 16])
     if n % 16 != 0:
-        tail = out[n - 16:]
+        tail = out[n - 16 :]
         _fill_uniform24(mt, pos, tail)
         _box_muller16_f32(tail)
 
@@ -288,9 +308,9 @@ def _normal_large_f64(mt, pos, out):
     n = out.size
     _fill_uniform53(mt, pos, out)
     for b in range(0, n - 15, 16):
-        _box_muller16_f64(out[b:b + 16])
+        _box_muller16_f64(out[b : b + 16])
     if n % 16 != 0:
-        tail = out[n - 16:]
+        tail = out[n - 16 :]
         _fill_uniform53(mt, pos, tail)
         _box_muller16_f64(tail)
 
@@ -320,11 +340,11 @@ def _seed64(seed):
     try:
         s = operator.index(seed)
     except TypeError:
-        raise TypeError(
-            f"manual_seed(): seed must be an int, got {type(seed).__name__} {seed!r}") from None
+        raise TypeError(f"manual_seed(): seed must be an int, got {type(seed).__name__} {seed!r}") from None
     if not -(2**63) <= s < 2**64:
-        raise ValueError(f"manual_seed(): seed {s} is outside [-2**63, 2**64) "
-                         "(torch: 'Overflow when unpacking long long')")
+        raise ValueError(
+            f"manual_seed(): seed {s} is outside [-2**63, 2**64) (torch: 'Overflow when unpacking long long')"
+        )
     return s % 2**64
 
 
@@ -341,8 +361,7 @@ def _size(op, size):
         try:
             shape.append(operator.index(d))
         except TypeError:
-            raise TypeError(
-                f"{op}(): size must be a tuple of ints, got {type(d).__name__} in {size!r}") from None
+            raise TypeError(f"{op}(): size must be a tuple of ints, got {type(d).__name__} in {size!r}") from None
     if any(d < 0 for d in shape):
         raise ValueError(f"{op}(): negative dimension {min(shape)} in size {tuple(shape)}")
     return tuple(shape)
@@ -435,8 +454,9 @@ class Generator:
         """Restore a state from get_state (or from torch.get_rng_state().numpy())."""
         raw = np.asarray(state)
         if raw.dtype != np.uint8 or raw.shape != (STATE_DTYPE.itemsize,):
-            raise TypeError(f"set_state(): expected a uint8 array of shape ({STATE_DTYPE.itemsize},), "
-                            f"got {raw.dtype} {raw.shape}")
+            raise TypeError(
+                f"set_state(): expected a uint8 array of shape ({STATE_DTYPE.itemsize},), got {raw.dtype} {raw.shape}"
+            )
         st = raw.copy().view(STATE_DTYPE)[0]
         if not (st["seeded"] and 0 < st["left"] <= _N and st["next"] <= _N):
             raise ValueError(f"set_state(): invalid mt19937 state (left={st['left']}, next={st['next']})")
@@ -444,8 +464,9 @@ class Generator:
         self._mt[:] = st["state"] & 0xFFFFFFFF
         self._pos[:] = st["left"], st["next"]
         self._cache[:] = (1.0, st["normal_y"]) if st["normal_is_valid"] else (0.0, 0.0)
-        self._float_cache = (np.float32(st["next_float_normal_sample"])
-                             if st["is_next_float_normal_sample_valid"] else None)
+        self._float_cache = (
+            np.float32(st["next_float_normal_sample"]) if st["is_next_float_normal_sample_valid"] else None
+        )
 
 
 # ---------------------------------------------------------------- torch-style module API

@@ -58,6 +58,7 @@ C-order copy.
 Every value is added once, products (dot) rounded before they are added: no fused
 multiply-add, no fastmath.
 """
+
 import functools
 import os
 import platform
@@ -114,7 +115,11 @@ def capability():
         found = "avx2"
     else:
         found = "default"
-    note = "the CPU's features" if wanted is None else f"the CPU's features (ATEN_CPU_CAPABILITY={wanted!r} ignored, as torch ignores it)"
+    note = (
+        "the CPU's features"
+        if wanted is None
+        else f"the CPU's features (ATEN_CPU_CAPABILITY={wanted!r} ignored, as torch ignores it)"
+    )
     return found, note
 
 

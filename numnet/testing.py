@@ -50,6 +50,7 @@ How much may two float results differ?
   roundings (one fused multiply-add for p - lr * buf), so it matches torch bit for bit.
 * NaN must meet NaN and +-inf must meet the same inf, everywhere else.
 """
+
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -199,6 +200,7 @@ def forward_bound(x, layers, dtype, matmul, sigmoid, hidden="sigmoid", output="s
 
 # -- log_softmax and softmax -------------------------------------------------------------------
 
+
 def _softmax_rows(y, dtype, e_y=None):
     """The float64 reference of log_softmax over the rows of y, with two-sided bounds.
 
@@ -253,6 +255,7 @@ def softmax_tolerance(op, x):
 
 
 # -- Gradients ------------------------------------------------------------------------------
+
 
 def _activation_grad(layer, g, e_g, dtype):
     """delta = g * f'(z) from f's output y, and the bound on two implementations' delta,
@@ -366,17 +369,22 @@ def grads_tolerance(x, target, layers, dtype, matmul, sigmoid, hidden="sigmoid",
             n = layer.h.shape[0]
             H, D = finite_abs(layer.h) + layer.e_h, finite_abs(delta) + e_delta  # the most |h|, |delta| can be
             scale_W = np.asarray(matmul(H.T, D), np.float64)
-            e_W = (np.asarray(matmul(finite_abs(layer.h).T, e_delta), np.float64)
-                   + np.asarray(matmul(layer.e_h.T, D), np.float64) + sum_bound(n, scale_W, dtype))
+            e_W = (
+                np.asarray(matmul(finite_abs(layer.h).T, e_delta), np.float64)
+                + np.asarray(matmul(layer.e_h.T, D), np.float64)
+                + sum_bound(n, scale_W, dtype)
+            )
             scale_b = D.sum(axis=0)
             e_b = e_delta.sum(axis=0) + sum_bound(n, scale_b, dtype)
             b_shape = np.shape(layers[i][1])
             if poisoned:
                 scale_W, scale_b = scale_W + np.inf, scale_b + np.inf
-            grads.append((
-                {"bound": e_W, "scale": scale_W},
-                {"bound": e_b.reshape(b_shape), "scale": scale_b.reshape(b_shape)},
-            ))
+            grads.append(
+                (
+                    {"bound": e_W, "scale": scale_W},
+                    {"bound": e_b.reshape(b_shape), "scale": scale_b.reshape(b_shape)},
+                )
+            )
             if i:
                 W = np.asarray(layers[i][0], np.float64)
                 scale_g = np.asarray(matmul(D, finite_abs(W).T), np.float64)
@@ -486,8 +494,16 @@ class Report:
         return text
 
 
-def compare(actual: ArrayLike, expected: ArrayLike, *, ulp: int | None = None, atol: float = 0.0,
-            bound: ArrayLike | None = None, scale: ArrayLike | None = None, name: str = "result") -> Report:
+def compare(
+    actual: ArrayLike,
+    expected: ArrayLike,
+    *,
+    ulp: int | None = None,
+    atol: float = 0.0,
+    bound: ArrayLike | None = None,
+    scale: ArrayLike | None = None,
+    name: str = "result",
+) -> Report:
     """Compare ``actual`` with ``expected`` (same shape and dtype) elementwise.
 
     Give exactly one tolerance: ``ulp`` (an ULP count; with ``atol``, an element also
@@ -499,16 +515,13 @@ def compare(actual: ArrayLike, expected: ArrayLike, *, ulp: int | None = None, a
     expected = np.asarray(expected)
     if actual.shape != expected.shape or actual.dtype != expected.dtype:
         raise AssertionError(
-            f"{name}: expected shape {expected.shape} {expected.dtype}, "
-            f"got shape {actual.shape} {actual.dtype}"
+            f"{name}: expected shape {expected.shape} {expected.dtype}, got shape {actual.shape} {actual.dtype}"
         )
     if (ulp is None) == (bound is None):
         raise ValueError("compare: give exactly one of ulp= or bound=")
     wide_a = actual.astype(np.float64)
     wide_e = expected.astype(np.float64)
-    same_special = (np.isnan(wide_a) & np.isnan(wide_e)) | (
-        np.isinf(wide_a) & (wide_a == wide_e)
-    )
+    same_special = (np.isnan(wide_a) & np.isnan(wide_e)) | (np.isinf(wide_a) & (wide_a == wide_e))
     finite = np.isfinite(wide_a) & np.isfinite(wide_e)
     with np.errstate(invalid="ignore", over="ignore"):
         err = np.where(finite, np.abs(wide_a - wide_e), np.inf)
@@ -545,9 +558,7 @@ def compare(actual: ArrayLike, expected: ArrayLike, *, ulp: int | None = None, a
         worst_index=worst,
         worst_actual=actual[worst].item() if worst is not None else None,
         worst_expected=expected[worst].item() if worst is not None else None,
-        worst_allowed=(
-            (float(allowed[worst]) if bound is not None else float(ulp)) if worst is not None else 0.0
-        ),
+        worst_allowed=((float(allowed[worst]) if bound is not None else float(ulp)) if worst is not None else 0.0),
         n_mismatched=int(bad.sum()),
         n_order_dependent=int((order_dependent & ~same_special).sum()),
         tolerance=tolerance,

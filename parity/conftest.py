@@ -3,6 +3,7 @@ kernels) or ``numnet.cuda`` (the GPU kernels, or Numba's CUDA simulator in CI).
 
 Needs torch: without it the whole folder is skipped with a message saying so.
 """
+
 import pytest
 
 torch = pytest.importorskip("torch", reason="the parity suite needs torch: pip install -e '.[test]'")

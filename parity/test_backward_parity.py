@@ -6,6 +6,7 @@ Networks, data, activations, losses and dtypes are hypothesis's choice. Toleranc
 numnet.testing's (forward_bound, softmax_tolerance, grads_tolerance: stated and justified
 there), with torch in float64 as the trusted matrix product for the bounds' scales.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +71,7 @@ def check_grads(got, want, tol):
 
 # -- the forward pass with each activation -------------------------------------------------
 
+
 def test_forward_with_activations(ops):
     def body(ops, data):
         dims = st.integers(0, 40 if examples(ops) > 10 else 5)
@@ -77,8 +79,10 @@ def test_forward_with_activations(ops):
         hidden, output = data.draw(st.sampled_from(ACTIVATIONS)), data.draw(st.sampled_from(ACTIVATIONS))
         widths = data.draw(st.lists(dims, min_size=2, max_size=4))
         x = data.draw(arrays(dtype, (data.draw(dims), widths[0])))
-        layers = [(data.draw(arrays(dtype, (k_in, k_out))), data.draw(arrays(dtype, (1, k_out))))
-                  for k_in, k_out in zip(widths, widths[1:])]
+        layers = [
+            (data.draw(arrays(dtype, (k_in, k_out))), data.draw(arrays(dtype, (1, k_out))))
+            for k_in, k_out in zip(widths, widths[1:])
+        ]
         got = ops.forward(x, layers, hidden=hidden, output=output)
         expected = torch_forward(x, layers, hidden, output).numpy()
         assert got.shape == expected.shape and got.dtype == expected.dtype
@@ -88,6 +92,7 @@ def test_forward_with_activations(ops):
 
 
 # -- softmax and log_softmax ---------------------------------------------------------------
+
 
 def test_softmax_and_log_softmax(ops):
     def body(ops, data):
@@ -104,9 +109,11 @@ def test_softmax_and_log_softmax(ops):
 
 # -- gradients against torch.autograd ---------------------------------------------------------
 
+
 def test_loss_and_grads_against_autograd(ops):
     """Depths 1-4, widths and batches 0-40 (0-4 in the simulator), every activation and loss,
     float32 and float64: numnet's backward pass against torch.autograd's."""
+
     def body(ops, data):
         small = examples(ops) <= 10
         net = data.draw(networks(max_dim=4 if small else 40, max_depth=2 if small else 4))
@@ -146,8 +153,10 @@ def test_nan_and_inf_propagate_as_in_torch(ops, hidden, where):
     else:  # an infinite logit: its row's softmax is NaN
         layers[1][1][1] = np.inf
         target, loss = np.array([0, 1, 1, 0]), "cross_entropy"
-    (value, grads), (t_value, t_grads) = ops.loss_and_grads(x, target, layers, hidden, "none", loss), \
-        torch_loss_and_grads(x, target, layers, hidden, "none", loss)
+    (value, grads), (t_value, t_grads) = (
+        ops.loss_and_grads(x, target, layers, hidden, "none", loss),
+        torch_loss_and_grads(x, target, layers, hidden, "none", loss),
+    )
     assert np.isnan(value) == np.isnan(t_value)
     for got, want in zip(grads, t_grads):
         for a, b in zip(got, want):
@@ -155,6 +164,7 @@ def test_nan_and_inf_propagate_as_in_torch(ops, hidden, where):
 
 
 # -- where torch raises, numnet raises ---------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "target, kind",
@@ -175,6 +185,7 @@ def test_bad_class_targets_raise_like_torch(ops, target, kind):
 
 
 # -- SGD against torch.optim.SGD ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("momentum", [0.0, 0.9])

@@ -1,5 +1,6 @@
 """The numnet command against torch: the walk-through prints what torch prints, and
 `numnet parity` passes, and fails when a kernel is wrong."""
+
 import numpy as np
 import torch
 from rich.console import Console

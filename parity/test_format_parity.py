@@ -5,6 +5,7 @@ whole numbers, values on the 1e-4 / 1e8 / ratio-1000 style boundaries and on .4f
 rounding ties) so that one tensor mixes styles, in shapes that straddle the
 1000-element summary threshold and the 80-column line wrap.
 """
+
 import numpy as np
 import pytest
 
@@ -20,10 +21,36 @@ DTYPES = {32: np.float32, 64: np.float64}
 
 # Where torch's style or rounding changes: the sci switches, .4f ties, extremes.
 BOUNDARIES = [
-    0.0, -0.0, np.nan, np.inf, -np.inf, 1.0, -1.0, 0.5, 2.5,
-    1e-4, 9.999e-5, 1.0001e-4, 1e8, 1e8 + 8, 99999999.0, 1000.0, 1000.5, 1e-3,
-    5e-5, 0.00015, 0.99995, 9.99995, -0.00004, 1.5e-45, 5e-324, 1.2e-38,
-    3.4e38, 1.7e308, 2.0**24 + 1, 123456789.0,
+    0.0,
+    -0.0,
+    np.nan,
+    np.inf,
+    -np.inf,
+    1.0,
+    -1.0,
+    0.5,
+    2.5,
+    1e-4,
+    9.999e-5,
+    1.0001e-4,
+    1e8,
+    1e8 + 8,
+    99999999.0,
+    1000.0,
+    1000.5,
+    1e-3,
+    5e-5,
+    0.00015,
+    0.99995,
+    9.99995,
+    -0.00004,
+    1.5e-45,
+    5e-324,
+    1.2e-38,
+    3.4e38,
+    1.7e308,
+    2.0**24 + 1,
+    123456789.0,
 ]
 
 
@@ -43,8 +70,21 @@ SHAPES = st.one_of(
     st.tuples(st.integers(1, 3), st.integers(0, 40)),  # rows that wrap at 80 columns
     st.integers(990, 1010).map(lambda n: (n,)),
     st.tuples(st.integers(15, 45), st.integers(20, 70)),  # around 1000 elements
-    st.sampled_from([(1000,), (1001,), (10, 10, 10), (10, 10, 11), (1, 1, 1001),
-                     (7, 7, 21), (2, 500), (3, 334), (0, 2000), (1001, 0), (8, 5, 26)]),
+    st.sampled_from(
+        [
+            (1000,),
+            (1001,),
+            (10, 10, 10),
+            (10, 10, 11),
+            (1, 1, 1001),
+            (7, 7, 21),
+            (2, 500),
+            (3, 334),
+            (0, 2000),
+            (1001, 0),
+            (8, 5, 26),
+        ]
+    ),
 )
 
 
@@ -72,8 +112,11 @@ def test_format_matches_torch(a):
     _assert_prints_like_torch(a)
 
 
-@given(hnp.arrays(st.sampled_from([np.float32, np.float64]),
-                  hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)))
+@given(
+    hnp.arrays(
+        st.sampled_from([np.float32, np.float64]), hnp.array_shapes(min_dims=0, max_dims=3, min_side=0, max_side=6)
+    )
+)
 def test_format_matches_torch_any_floats(a):
     _assert_prints_like_torch(a)
 

@@ -1,5 +1,6 @@
 """The notebook, cell by cell: torch seeded with 7 exactly as the notebook does, then the
 same tensors through numnet on each path. Tolerances are numnet.testing's."""
+
 import numpy as np
 import torch
 

@@ -4,6 +4,7 @@ One helper, ``check_op``, runs an op through numnet and torch and compares shape
 and values with numnet.testing's tolerances (stated and justified there). Its twin,
 ``check_exception``, asserts that where torch raises, numnet raises too.
 """
+
 import numpy as np
 import pytest
 import torch
@@ -109,14 +110,14 @@ def test_forward(ops):
 
 # -- where torch raises, numnet raises ---------------------------------------------
 
+
 def check_exception(numnet_call, torch_call):
     """Both raise; numnet's error is also of the class torch raised (RuntimeError)."""
     with pytest.raises(Exception) as torch_error:
         torch_call()
     with pytest.raises(Exception) as numnet_error:
         numnet_call()
-    assert isinstance(numnet_error.value, type(torch_error.value)), (
-        type(numnet_error.value), type(torch_error.value))
+    assert isinstance(numnet_error.value, type(torch_error.value)), (type(numnet_error.value), type(torch_error.value))
     assert str(numnet_error.value).startswith("numnet.")
 
 

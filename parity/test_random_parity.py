@@ -5,6 +5,7 @@ switch, shapes, dtypes, and mixed sequences of calls on one seeded generator, ea
 compared with torch.manual_seed / torch.randn and torch.Generator. Bit equality holds on
 x86-64 with AVX2 (torch routes AVX-512 to the same kernel); see numnet.random's docstring.
 """
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -18,7 +19,8 @@ import numnet.random as nr  # noqa: E402
 TORCH_DTYPES = {np.float32: torch.float32, np.float64: torch.float64}
 SEEDS = st.one_of(
     st.sampled_from([0, 1, 7, 2**31, 2**32 - 1, 2**32, 2**63, 2**64 - 1, -1, -(2**63)]),
-    st.integers(-(2**63), 2**64 - 1))
+    st.integers(-(2**63), 2**64 - 1),
+)
 SIZES = st.one_of(st.sampled_from([0, 1, 5, 15, 16, 17, 31, 32, 33, 1000]), st.integers(0, 4000))
 DTYPES = st.sampled_from([np.float32, np.float64])
 
@@ -30,8 +32,10 @@ def assert_same_bits(ours, theirs):
     assert ours.dtype == theirs.dtype, (ours.dtype, theirs.dtype)
     if ours.tobytes() != theirs.tobytes():
         bad = np.flatnonzero(ours.reshape(-1) != theirs.reshape(-1))
-        raise AssertionError(f"{bad.size} of {ours.size} elements differ, first at {bad[:5]}: "
-                             f"{ours.reshape(-1)[bad[:5]]} vs {theirs.reshape(-1)[bad[:5]]}")
+        raise AssertionError(
+            f"{bad.size} of {ours.size} elements differ, first at {bad[:5]}: "
+            f"{ours.reshape(-1)[bad[:5]]} vs {theirs.reshape(-1)[bad[:5]]}"
+        )
 
 
 @given(SEEDS, SIZES, DTYPES)
@@ -95,8 +99,10 @@ def test_randn_like_matches_torch():
     t = torch.zeros(3, 7, dtype=torch.float64)
     assert_same_bits(nr.randn_like(t), torch.randn_like(t))  # a torch tensor works as the template
     assert_same_bits(nr.randn_like(np.zeros((4, 5), np.float32)), torch.randn_like(torch.zeros(4, 5)))
-    assert_same_bits(nr.randn_like(np.zeros(20), dtype=np.float32),
-                     torch.randn_like(torch.zeros(20, dtype=torch.float64), dtype=torch.float32))
+    assert_same_bits(
+        nr.randn_like(np.zeros(20), dtype=np.float32),
+        torch.randn_like(torch.zeros(20, dtype=torch.float64), dtype=torch.float32),
+    )
 
 
 def test_seed_range_errors_match_torch():

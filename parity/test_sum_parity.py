@@ -1,6 +1,7 @@
 """numnet.sum and numnet.dot against torch.sum, bit for bit: every length to 300, the
 boundaries of torch's vectors, cascade and thread split, a few large sums, both dtypes,
 several layouts, torch's thread counts and each CPU capability this machine has."""
+
 import json
 import os
 import subprocess
@@ -15,8 +16,11 @@ import numnet
 from numnet import sums
 
 DTYPES = [np.float32, np.float64]
-BOUNDARIES = sorted({m + d for p in range(5, 18) for m in (2**p,) for d in (-1, 0, 1)}
-                    | {32768 * k + d for k in (1, 2, 3) for d in (-1, 0, 1)} | {4096 * 16 + 5, 98307})
+BOUNDARIES = sorted(
+    {m + d for p in range(5, 18) for m in (2**p,) for d in (-1, 0, 1)}
+    | {32768 * k + d for k in (1, 2, 3) for d in (-1, 0, 1)}
+    | {4096 * 16 + 5, 98307}
+)
 RANDOM = sorted(np.random.default_rng(19).integers(300, 200000, 12).tolist())
 
 
@@ -72,12 +76,20 @@ def test_layouts(dtype):
     base = mixed(300 * 257, dtype).reshape(300, 257)
     cube = mixed(20 * 30 * 70, dtype).reshape(20, 30, 70)
     views = {
-        "transposed": base.T, "fortran": np.asfortranarray(base), "narrow columns": base[:, :5],
-        "columns": base[:, :100], "every other row (split between threads)": base[::2],
-        "stepped both ways": base[::3, ::2], "a column": base[:, 3], "a row": base[7],
-        "permuted 3-d": cube.transpose(2, 0, 1), "sliced 3-d": cube[:, ::2, 1:],
-        "permuted, stepped": cube.transpose(1, 2, 0)[:, :, ::3], "stepped 1-d": mixed(4000, dtype)[::3],
-        "size-1 axes": mixed(200, dtype).reshape(1, 200, 1), "0-d": np.array(mixed(1, dtype)[0]),
+        "transposed": base.T,
+        "fortran": np.asfortranarray(base),
+        "narrow columns": base[:, :5],
+        "columns": base[:, :100],
+        "every other row (split between threads)": base[::2],
+        "stepped both ways": base[::3, ::2],
+        "a column": base[:, 3],
+        "a row": base[7],
+        "permuted 3-d": cube.transpose(2, 0, 1),
+        "sliced 3-d": cube[:, ::2, 1:],
+        "permuted, stepped": cube.transpose(1, 2, 0)[:, :, ::3],
+        "stepped 1-d": mixed(4000, dtype)[::3],
+        "size-1 axes": mixed(200, dtype).reshape(1, 200, 1),
+        "0-d": np.array(mixed(1, dtype)[0]),
     }
     for name, x in views.items():
         assert numnet.sum(x).tobytes() == torch_bits(x), name
@@ -89,8 +101,13 @@ def test_layouts(dtype):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_corners(dtype):
-    for x in (np.zeros(0, dtype), np.array([-0.0], dtype), np.array([np.nan, 1], dtype),
-              np.array([np.inf, -np.inf], dtype), np.array([1e38, 1e38, -1e38], dtype)):
+    for x in (
+        np.zeros(0, dtype),
+        np.array([-0.0], dtype),
+        np.array([np.nan, 1], dtype),
+        np.array([np.inf, -np.inf], dtype),
+        np.array([1e38, 1e38, -1e38], dtype),
+    ):
         assert numnet.sum(x).tobytes() == torch_bits(x), x
 
 
@@ -106,8 +123,13 @@ def _capabilities_here():
     """The capabilities torch can run on this CPU: its own, and every one below it."""
     ladder = ["default", "avx2", "avx512"]
     env = {k: v for k, v in os.environ.items() if k != "ATEN_CPU_CAPABILITY"}
-    out = subprocess.run([sys.executable, "-c", "from numnet import sums; print(sums.capability()[0])"],
-                         env=env, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", "from numnet import sums; print(sums.capability()[0])"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return ladder[: ladder.index(out.stdout.strip()) + 1]
 
 

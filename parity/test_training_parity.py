@@ -21,6 +21,7 @@ Two checks at every step:
 
 In Numba's CUDA simulator (slow) a narrower network runs 3 steps of 16 images, float32.
 """
+
 import math
 
 import numpy as np
@@ -74,7 +75,9 @@ def test_losses_track_torch_step_by_step(ops, dtype):
         for index in train.batches(len(y_all), batch, rng)[: steps - len(deviations)]:
             x, y = x_all[index], y_all[index]
             # strict: one step's arithmetic on torch's own weights
-            current = [(W.detach().numpy().copy(), b.detach().numpy().copy()) for W, b in zip(params[::2], params[1::2])]
+            current = [
+                (W.detach().numpy().copy(), b.detach().numpy().copy()) for W, b in zip(params[::2], params[1::2])
+            ]
             if not simulated:
                 args = (x, y, current, "relu", "none", "cross_entropy")
                 got = numnet.loss_and_grads(*args)
@@ -98,6 +101,8 @@ def test_losses_track_torch_step_by_step(ops, dtype):
             t_optimiser.step()
             deviations.append(abs(float(loss) - t_loss.item()) / t_loss.item())
     worst = max(deviations)
-    print(f"\n{dtype.__name__}, {steps} steps: max relative deviation of the loss {worst:.3g} "
-          f"(tolerance {TRAJECTORY_RTOL[dtype]:.0e}); first {deviations[0]:.3g}, last {deviations[-1]:.3g}")
+    print(
+        f"\n{dtype.__name__}, {steps} steps: max relative deviation of the loss {worst:.3g} "
+        f"(tolerance {TRAJECTORY_RTOL[dtype]:.0e}); first {deviations[0]:.3g}, last {deviations[-1]:.3g}"
+    )
     assert worst <= TRAJECTORY_RTOL[dtype], deviations

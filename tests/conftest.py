@@ -1,4 +1,5 @@
 """Fixtures shared by the tests that run on both paths."""
+
 import warnings
 
 import pytest

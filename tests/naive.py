@@ -3,6 +3,7 @@
 numnet never imports this file. Each reference returns the exact-as-float64 value and,
 for the sums, ``scale`` = sum |term| that numnet.testing.sum_bound turns into a tolerance.
 """
+
 import math
 from fractions import Fraction
 
@@ -89,6 +90,7 @@ def rounded(value, dtype):
 
 
 # -- activations, softmax, losses and gradients (numnet.backward) ------------------------
+
 
 def activation_ref(name, z):
     """f(z) in float64: sigmoid, relu (NaN and -0.0 kept, as torch.relu), tanh, or z."""
@@ -196,7 +198,7 @@ def torch_sum_order(values, lanes=8, torch_threads=2):
         power = max(4, ceil_log2(len(rows)) // 4)
         step, levels, i = 1 << power, [[zero] * width for _ in range(4)], 0
         while i + step <= len(rows):
-            for row in rows[i:i + step]:
+            for row in rows[i : i + step]:
                 levels[0] = [a + v for a, v in zip(levels[0], row)]
             i += step
             for j in range(1, 4):
@@ -211,20 +213,20 @@ def torch_sum_order(values, lanes=8, torch_threads=2):
     def row_sum(v):
         if len(v) >= lanes:
             nv = len(v) // lanes
-            vecs = [v[k * lanes:(k + 1) * lanes] for k in range(nv)]
-            fours = [sum(vecs[r * 4:r * 4 + 4], []) for r in range(nv // 4)]
+            vecs = [v[k * lanes : (k + 1) * lanes] for k in range(nv)]
+            fours = [sum(vecs[r * 4 : r * 4 + 4], []) for r in range(nv // 4)]
             acc = cascade(fours) if fours else [zero] * (4 * lanes)
-            groups = [acc[g * lanes:(g + 1) * lanes] for g in range(4)]
-            for vec in vecs[(nv // 4) * 4:]:
+            groups = [acc[g * lanes : (g + 1) * lanes] for g in range(4)]
+            for vec in vecs[(nv // 4) * 4 :]:
                 groups[0] = [a + b for a, b in zip(groups[0], vec)]
             first = [((a + b) + c) + d for a, b, c, d in zip(*groups)]
             total = zero
-            for value in v[nv * lanes:] + first:
+            for value in v[nv * lanes :] + first:
                 total += value
             return total
-        rows = [v[r * 4:r * 4 + 4] for r in range(len(v) // 4)]
+        rows = [v[r * 4 : r * 4 + 4] for r in range(len(v) // 4)]
         acc = cascade(rows) if rows else [zero] * 4
-        for value in v[(len(v) // 4) * 4:]:
+        for value in v[(len(v) // 4) * 4 :]:
             acc[0] += value
         return ((acc[0] + acc[1]) + acc[2]) + acc[3]
 
@@ -233,11 +235,12 @@ def torch_sum_order(values, lanes=8, torch_threads=2):
         return zero + row_sum(x)
     chunks = min(torch_threads, -(-n // grain))
     size = -(-n // chunks)
-    partial = [zero + row_sum(x[c * size:(c + 1) * size]) for c in range(chunks)]
+    partial = [zero + row_sum(x[c * size : (c + 1) * size]) for c in range(chunks)]
     return zero + row_sum(partial + [zero] * (torch_threads - chunks))
 
 
 # -- the products' exact arithmetic: in-order fused multiply-adds ------------------------------
+
 
 def round_to(value, dtype):
     """The Fraction ``value`` rounded once to the nearest ``dtype`` (ties to even): float()
@@ -285,5 +288,5 @@ def unfused_mm(a, b):
     m = b.shape[1]
     out = np.zeros((n, m), a.dtype)
     for p in range(k):
-        out += a[:, p:p + 1] * b[p:p + 1, :]  # elementwise, each product then each sum rounded
+        out += a[:, p : p + 1] * b[p : p + 1, :]  # elementwise, each product then each sum rounded
     return out

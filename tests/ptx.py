@@ -18,6 +18,7 @@ which it finds by itself: NVRTC, NVVM and libdevice from the nvidia-* wheels of 
 ``ptx`` extra, CUDA_HOME or a system toolkit. Where they cannot be found the request
 answers ``{"skip": why}``.
 """
+
 import json
 import math
 import os
@@ -153,8 +154,16 @@ def compile_in_subprocess(launches, workdir, ccs=CCS, timeout=600):
     for cc in ccs:
         path = Path(workdir) / f"request-sm{cc[0]}{cc[1]}.json"
         path.write_text(json.dumps({"cc": list(cc), "launches": launches}))
-        running.append(subprocess.Popen([sys.executable, "-m", "tests.ptx", str(path), str(workdir)], cwd=root,
-                                        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        running.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "tests.ptx", str(path), str(workdir)],
+                cwd=root,
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     answers = []
     for process in running:
         out, err = process.communicate(timeout=timeout)
@@ -250,8 +259,9 @@ def find_ptxas():
 
 def run_ptxas(ptxas, ptx_path, cc):
     """ptxas -v on one PTX file: registers, spills, stack and shared memory, or the error."""
-    done = subprocess.run([ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-v", ptx_path, "-o", os.devnull],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [ptxas, f"-arch=sm_{cc[0]}{cc[1]}", "-v", ptx_path, "-o", os.devnull], capture_output=True, text=True
+    )
     log = done.stdout + done.stderr
     if done.returncode != 0:
         return {"error": log.strip(), "toolchain_mismatch": bool(PTXAS_TOO_OLD.search(log))}
@@ -275,7 +285,8 @@ def _toolchain():
     paths = get_cuda_paths()
     version = nvvm.NVVM().get_version()
     return {name: f"{paths[name].info} (found via {paths[name].by})" for name in ("nvvm", "libdevice", "nvrtc")} | {
-        "nvvm_version": ".".join(map(str, version))}
+        "nvvm_version": ".".join(map(str, version))
+    }
 
 
 def _argtypes(args):
@@ -299,20 +310,26 @@ def compile_request(request, workdir):
 
         toolchain = _toolchain()
     except Exception as exc:  # the CUDA libraries are missing: say which, and skip
-        return {"skip": f"numba-cuda cannot compile for a GPU here ({type(exc).__name__}: "
-                        f"{str(exc).splitlines()[0] if str(exc) else ''}); "
-                        "install the NVVM, NVRTC and ptxas wheels: pip install -e '.[ptx]'"}
+        return {
+            "skip": f"numba-cuda cannot compile for a GPU here ({type(exc).__name__}: "
+            f"{str(exc).splitlines()[0] if str(exc) else ''}); "
+            "install the NVVM, NVRTC and ptxas wheels: pip install -e '.[ptx]'"
+        }
     ptxas, ptxas_how = find_ptxas()
     toolchain["ptxas"] = f"{ptxas} ({ptxas_how})" if ptxas else ptxas_how
     if ptxas:
-        toolchain["ptxas_version"] = subprocess.run([ptxas, "--version"], capture_output=True,
-                                                    text=True).stdout.strip().splitlines()[-1]
+        toolchain["ptxas_version"] = (
+            subprocess.run([ptxas, "--version"], capture_output=True, text=True).stdout.strip().splitlines()[-1]
+        )
     kernels = {}
     for name in KERNEL_MODULES:
         module = importlib.import_module(name)
         for attr, value in vars(module).items():
-            if isinstance(value, dispatcher.CUDADispatcher) and not value.targetoptions.get("device") \
-                    and value.py_func.__module__ == name:
+            if (
+                isinstance(value, dispatcher.CUDADispatcher)
+                and not value.targetoptions.get("device")
+                and value.py_func.__module__ == name
+            ):
                 kernels[(name, attr)] = value
     cc = tuple(request["cc"])
     # Device functions are compiled for the current device's compute capability (numba-cuda's
@@ -327,9 +344,14 @@ def compile_request(request, workdir):
             row["error"] = "no such kernel"
             continue
         options = kernel.targetoptions  # compile as the dispatcher does at launch
-        compile_options = dict(debug=options["debug"], lineinfo=options["lineinfo"],
-                               fastmath=options["fastmath"], opt=options["opt"],
-                               launch_bounds=options["launch_bounds"], cc=cc)
+        compile_options = dict(
+            debug=options["debug"],
+            lineinfo=options["lineinfo"],
+            fastmath=options["fastmath"],
+            opt=options["opt"],
+            launch_bounds=options["launch_bounds"],
+            cc=cc,
+        )
         try:
             ptx, _ = cuda.compile_ptx(kernel.py_func, _argtypes(launch["args"]), **compile_options)
         except Exception as exc:
@@ -338,16 +360,19 @@ def compile_request(request, workdir):
         row.update(read_ptx(ptx))
         with_lines = None
         if row["f64_lines"] and _float_dtypes(launch["args"]) == {"float32"}:
-            with_lines, _ = cuda.compile_ptx(kernel.py_func, _argtypes(launch["args"]),
-                                             **{**compile_options, "lineinfo": True})
+            with_lines, _ = cuda.compile_ptx(
+                kernel.py_func, _argtypes(launch["args"]), **{**compile_options, "lineinfo": True}
+            )
             row["f64_sources"] = source_of(with_lines, F64)
         if cc == CCS[0]:  # fma.rn with NVVM's contraction off (-fma=0): explicit fma only
-            row["fma_count_uncontracted"] = read_ptx(_compile_uncontracted(
-                kernel.py_func, _argtypes(launch["args"]), compile_options))["fma_count"]
+            row["fma_count_uncontracted"] = read_ptx(
+                _compile_uncontracted(kernel.py_func, _argtypes(launch["args"]), compile_options)
+            )["fma_count"]
         if row["fma_count"] and cc == CCS[0]:  # where each fma.rn comes from (one capability suffices)
             if with_lines is None:
-                with_lines, _ = cuda.compile_ptx(kernel.py_func, _argtypes(launch["args"]),
-                                                 **{**compile_options, "lineinfo": True})
+                with_lines, _ = cuda.compile_ptx(
+                    kernel.py_func, _argtypes(launch["args"]), **{**compile_options, "lineinfo": True}
+                )
             row["fma_sources"] = source_of(with_lines, FMA)
         path = Path(workdir) / f"{launch['kernel']}-{len(rows)}-sm{cc[0]}{cc[1]}.ptx"
         path.write_text(ptx)

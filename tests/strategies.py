@@ -1,6 +1,7 @@
 """Hypothesis strategies and fixtures shared by tests/ and parity/: shapes with empty
 dimensions, float32/float64 values with the corners (+-inf, NaN, +-1e30, subnormals),
 and the same data in other memory layouts."""
+
 import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -10,8 +11,12 @@ DTYPES = (np.float32, np.float64)
 # The notebook's seed-7 tensors, as torch 2.13.0 made them (torch.manual_seed(7), then
 # randn((1, 5)), randn_like, randn((1, 1)); and the two-layer cell). Exact float32 values.
 _hex = float.fromhex
-NOTEBOOK_FEATURES = [_hex(h) for h in ("-0x1.2ca2e8p-3", "0x1.92811cp-1", "0x1.e4c5cep-1", "-0x1.1d45a6p+0", "0x1.b0d7a0p+0")]
-NOTEBOOK_WEIGHTS = [_hex(h) for h in ("-0x1.ca26e2p-1", "-0x1.6c28f8p-2", "0x1.3b7da2p+0", "0x1.1afa44p-3", "-0x1.aea490p+0")]
+NOTEBOOK_FEATURES = [
+    _hex(h) for h in ("-0x1.2ca2e8p-3", "0x1.92811cp-1", "0x1.e4c5cep-1", "-0x1.1d45a6p+0", "0x1.b0d7a0p+0")
+]
+NOTEBOOK_WEIGHTS = [
+    _hex(h) for h in ("-0x1.ca26e2p-1", "-0x1.6c28f8p-2", "0x1.3b7da2p+0", "0x1.1afa44p-3", "-0x1.aea490p+0")
+]
 NOTEBOOK_BIAS = [_hex("0x1.454d76p-2")]
 NOTEBOOK_B1 = [_hex("0x1.0ffd1ap-3"), _hex("0x1.193d60p-3")]
 NOTEBOOK_B2 = [_hex("0x1.eca372p-3")]
@@ -45,8 +50,21 @@ def values(dtype, corners=True):
     ordinary = st.floats(-10, 10, width=width)
     if not corners:
         return ordinary
-    edges = st.sampled_from([0.0, -0.0, np.inf, -np.inf, np.nan, 1e30, -1e30, 1000.0, -1000.0,
-                             float(np.finfo(dtype).smallest_subnormal), -float(np.finfo(dtype).tiny) / 3])
+    edges = st.sampled_from(
+        [
+            0.0,
+            -0.0,
+            np.inf,
+            -np.inf,
+            np.nan,
+            1e30,
+            -1e30,
+            1000.0,
+            -1000.0,
+            float(np.finfo(dtype).smallest_subnormal),
+            -float(np.finfo(dtype).tiny) / 3,
+        ]
+    )
     anything = st.floats(width=width, allow_nan=True, allow_infinity=True, allow_subnormal=True)
     return st.one_of(ordinary, ordinary, ordinary, edges, anything)
 

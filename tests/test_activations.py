@@ -55,8 +55,10 @@ def test_cuda_forward_with_activations_matches_reference(hidden, output):
     for dtype in (np.float32, np.float64):
         x = rng.normal(0, 3, (5, 4)).astype(dtype)
         x[0, :3] = [np.inf, np.nan, -0.0]
-        layers = [(rng.normal(0, 1, (4, 3)).astype(dtype), rng.normal(0, 1, 3).astype(dtype)),
-                  (rng.normal(0, 1, (3, 2)).astype(dtype), rng.normal(0, 1, 2).astype(dtype))]
+        layers = [
+            (rng.normal(0, 1, (4, 3)).astype(dtype), rng.normal(0, 1, 3).astype(dtype)),
+            (rng.normal(0, 1, (3, 2)).astype(dtype), rng.normal(0, 1, 2).astype(dtype)),
+        ]
         got = numnet.cuda.forward(x, layers, hidden=hidden, output=output)
         tolerance = naive.tolerance("forward", x, layers, hidden, output)
         assert_close(got, numnet.forward(x, layers, hidden=hidden, output=output), **tolerance)
@@ -88,8 +90,11 @@ def test_default_activations_are_the_notebooks_sigmoid():
 @pytest.mark.parametrize("keyword", ["hidden", "output"])
 def test_unknown_activation_is_refused(ops, keyword):
     name = "numnet.cuda.forward" if ops is not numnet else "numnet.forward"
-    with pytest.raises(ValueError, match=rf"^{name}: {keyword}='gelu' is not an activation; "
-                                         r"choose one of 'sigmoid', 'relu', 'tanh', 'none'$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"^{name}: {keyword}='gelu' is not an activation; "
+        r"choose one of 'sigmoid', 'relu', 'tanh', 'none'$",
+    ):
         ops.forward(np.ones((1, 2)), [(np.ones((2, 2)), np.ones(2))], **{keyword: "gelu"})
 
 
@@ -116,8 +121,9 @@ def _exact(fn, x, dtype):
 
 def _inputs(dtype, low, high, seed):
     rng = np.random.default_rng(seed)
-    return np.concatenate([rng.uniform(low, high, 200_000), rng.uniform(-1, 1, 50_000),
-                           rng.uniform(-1e-3, 1e-3, 20_000)]).astype(dtype)
+    return np.concatenate(
+        [rng.uniform(low, high, 200_000), rng.uniform(-1, 1, 50_000), rng.uniform(-1e-3, 1e-3, 20_000)]
+    ).astype(dtype)
 
 
 @pytest.mark.skipif(np.finfo(np.longdouble).nmant < 63, reason="needs an 80-bit long double (x86-64)")
@@ -128,9 +134,11 @@ def test_exp_log_tanh_within_one_ulp(dtype):
     numnet.testing's EXP_ULP, LOG_ULP and TANH_ULP count on; inf, 0, NaN where due."""
     finfo = np.finfo(dtype)
     big = float(np.log(finfo.max))
-    cases = [(0, np.exp, _inputs(dtype, np.log(finfo.smallest_subnormal) * 1.01, big * 1.01, 1)),
-             (1, np.log, np.abs(_inputs(dtype, -3, 3, 2)) * dtype(10) ** _inputs(dtype, -30, 30, 3)),
-             (2, np.tanh, _inputs(dtype, -25, 25, 4))]
+    cases = [
+        (0, np.exp, _inputs(dtype, np.log(finfo.smallest_subnormal) * 1.01, big * 1.01, 1)),
+        (1, np.log, np.abs(_inputs(dtype, -3, 3, 2)) * dtype(10) ** _inputs(dtype, -30, 30, 3)),
+        (2, np.tanh, _inputs(dtype, -25, 25, 4)),
+    ]
     for name, fn, x in cases:
         got, exact = _each(name, x), _exact(fn, x, dtype)
         normal = np.isfinite(exact) & (np.abs(exact) >= finfo.tiny)

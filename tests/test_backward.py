@@ -31,6 +31,7 @@ def prefix(ops):
 
 # -- networks hypothesis chooses -----------------------------------------------------------
 
+
 @st.composite
 def networks(draw, max_dim=6, max_depth=3, dtype=None, activations=ACTIVATIONS, losses=LOSSES):
     """(x, target, layers, hidden, output, loss): weights in [-2, 2] / sqrt(fan-in) (a
@@ -134,8 +135,10 @@ def test_the_tolerance_catches_plausible_bugs():
     one part in 100,000 here (the median bound), not more."""
     rng = np.random.default_rng(3)
     x = rng.normal(size=(8, 5)).astype(f32)
-    layers = [(rng.normal(size=(5, 6)).astype(f32) / 2, rng.normal(size=6).astype(f32)),
-              (rng.normal(size=(6, 4)).astype(f32) / 2, rng.normal(size=4).astype(f32))]
+    layers = [
+        (rng.normal(size=(5, 6)).astype(f32) / 2, rng.normal(size=6).astype(f32)),
+        (rng.normal(size=(6, 4)).astype(f32) / 2, rng.normal(size=4).astype(f32)),
+    ]
     t_mse, t_ce = rng.normal(size=(8, 4)).astype(f32), rng.integers(0, 4, 8)
     for target, loss in ((t_mse, "mse"), (t_ce, "cross_entropy")):
         args = (x, target, layers, "sigmoid", "none", loss)
@@ -162,6 +165,7 @@ def test_the_tolerance_catches_plausible_bugs():
 
 
 # -- softmax and log_softmax ------------------------------------------------------------------
+
 
 @given(st.data())
 def test_softmax_and_log_softmax_match_reference(data):
@@ -203,6 +207,7 @@ def test_cuda_softmax_matches_cpu():
 
 # -- corners: empty batches, NaN, layouts ----------------------------------------------------
 
+
 @pytest.mark.parametrize("loss", LOSSES)
 def test_empty_batch_gives_nan_loss_and_zero_grads(ops, loss):
     """As torch: the mean of nothing is NaN; a sum over no rows is 0."""
@@ -240,7 +245,7 @@ def test_nan_propagates_as_documented(ops, hidden):
     value, grads = ops.loss_and_grads(x, target, layers, hidden, "none", "mse")
     ref_value, ref_grads = naive.loss_and_grads_ref(x, target, layers, hidden, "none", "mse")
     assert np.isnan(value) and np.isnan(grads[1][0][:, 1]).all() and np.isfinite(grads[1][0][:, 0]).all()
-    for (got, want) in zip(nan_pattern(grads), nan_pattern(ref_grads)):
+    for got, want in zip(nan_pattern(grads), nan_pattern(ref_grads)):
         assert all((g == w).all() for g, w in zip(got, want))
 
 
@@ -290,32 +295,72 @@ def test_cuda_keeps_gpu_inputs_on_the_gpu_and_matches_cpu_bits_in_the_simulator(
 
 # -- bad input: one-line errors, raised before any work --------------------------------------
 
+
 def net(dtype=f32):
-    return np.ones((4, 3), dtype), [(np.ones((3, 5), dtype), np.ones(5, dtype)), (np.ones((5, 2), dtype), np.ones(2, dtype))]
+    return np.ones((4, 3), dtype), [
+        (np.ones((3, 5), dtype), np.ones(5, dtype)),
+        (np.ones((5, 2), dtype), np.ones(2, dtype)),
+    ]
 
 
 BAD_TARGETS = {
-    "target too large": (np.array([0, 1, 2, 1]), "cross_entropy", IndexError,
-                         "loss_and_grads: target 2 at position 2 is out of range for 2 classes: class indices must be in [0, 2)"),
-    "negative target": (np.array([0, -1, 1, 1], np.int8), "cross_entropy", IndexError,
-                        "loss_and_grads: target -1 at position 1 is out of range for 2 classes"),
-    "float class target": (np.zeros(4, f32), "cross_entropy", TypeError,
-                           "loss_and_grads: cross_entropy target must be integer class indices, got float32; "
-                           "class probabilities are not supported, use one-hot targets with loss='mse'"),
-    "bool class target": (np.zeros(4, bool), "cross_entropy", TypeError,
-                          "loss_and_grads: cross_entropy target must be integer class indices, got bool"),
-    "2-D class target": (np.zeros((4, 1), np.int64), "cross_entropy", ValueError,
-                         "loss_and_grads: cross_entropy target must be 1-D, one class index per row of x, got shape (4, 1)"),
-    "class target batch": (np.zeros(3, np.int64), "cross_entropy", ValueError,
-                           "loss_and_grads: cross_entropy target of shape (3,) does not match the batch: "
-                           "x has 4 rows, so target must have shape (4,)"),
-    "mse target shape": (np.zeros((4, 1), f32), "mse", ValueError,
-                         "loss_and_grads: mse target of shape (4, 1) does not match the output's shape (4, 2): "
-                         "they must be equal (numnet does not broadcast a target)"),
-    "mse target dtype": (np.zeros((4, 2), f64), "mse", TypeError,
-                         "loss_and_grads: mse target is float64, the network computes in float32"),
-    "mse integer target": (np.zeros((4, 2), np.int64), "mse", TypeError,
-                           "loss_and_grads: mse target is int64, the network computes in float32"),
+    "target too large": (
+        np.array([0, 1, 2, 1]),
+        "cross_entropy",
+        IndexError,
+        "loss_and_grads: target 2 at position 2 is out of range for 2 classes: class indices must be in [0, 2)",
+    ),
+    "negative target": (
+        np.array([0, -1, 1, 1], np.int8),
+        "cross_entropy",
+        IndexError,
+        "loss_and_grads: target -1 at position 1 is out of range for 2 classes",
+    ),
+    "float class target": (
+        np.zeros(4, f32),
+        "cross_entropy",
+        TypeError,
+        "loss_and_grads: cross_entropy target must be integer class indices, got float32; "
+        "class probabilities are not supported, use one-hot targets with loss='mse'",
+    ),
+    "bool class target": (
+        np.zeros(4, bool),
+        "cross_entropy",
+        TypeError,
+        "loss_and_grads: cross_entropy target must be integer class indices, got bool",
+    ),
+    "2-D class target": (
+        np.zeros((4, 1), np.int64),
+        "cross_entropy",
+        ValueError,
+        "loss_and_grads: cross_entropy target must be 1-D, one class index per row of x, got shape (4, 1)",
+    ),
+    "class target batch": (
+        np.zeros(3, np.int64),
+        "cross_entropy",
+        ValueError,
+        "loss_and_grads: cross_entropy target of shape (3,) does not match the batch: "
+        "x has 4 rows, so target must have shape (4,)",
+    ),
+    "mse target shape": (
+        np.zeros((4, 1), f32),
+        "mse",
+        ValueError,
+        "loss_and_grads: mse target of shape (4, 1) does not match the output's shape (4, 2): "
+        "they must be equal (numnet does not broadcast a target)",
+    ),
+    "mse target dtype": (
+        np.zeros((4, 2), f64),
+        "mse",
+        TypeError,
+        "loss_and_grads: mse target is float64, the network computes in float32",
+    ),
+    "mse integer target": (
+        np.zeros((4, 2), np.int64),
+        "mse",
+        TypeError,
+        "loss_and_grads: mse target is int64, the network computes in float32",
+    ),
 }
 
 
@@ -338,29 +383,59 @@ WRONG_DTYPE = [(np.ones((3, 5), f64), np.ones(5, f32)), (np.ones((5, 2), f32), n
 @pytest.mark.parametrize(
     "call, kind, message",
     [
-        (lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), L, loss="hinge"), ValueError,
-         "loss_and_grads: loss='hinge' is not a loss; choose one of 'mse', 'cross_entropy'"),
-        (lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), L, hidden="gelu"), ValueError,
-         "loss_and_grads: hidden='gelu' is not an activation"),
-        (lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), L[::-1]), ValueError,
-         "loss_and_grads: layer 1: mat1 and mat2 shapes cannot be multiplied (4x3 and 5x2)"),
-        (lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), []), ValueError,
-         "loss_and_grads: layers is empty"),
-        (lambda ops, x, L: ops.loss_and_grads(x.astype(f64), np.ones((4, 2)), L), TypeError,
-         "loss_and_grads: expected all arrays to have the same dtype, got float64 and float32"),
-        (lambda ops, x, L: ops.log_softmax(np.ones(3, np.int64)), TypeError,
-         "log_softmax: expected float32 or float64 arrays, got int64"),
+        (
+            lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), L, loss="hinge"),
+            ValueError,
+            "loss_and_grads: loss='hinge' is not a loss; choose one of 'mse', 'cross_entropy'",
+        ),
+        (
+            lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), L, hidden="gelu"),
+            ValueError,
+            "loss_and_grads: hidden='gelu' is not an activation",
+        ),
+        (
+            lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), L[::-1]),
+            ValueError,
+            "loss_and_grads: layer 1: mat1 and mat2 shapes cannot be multiplied (4x3 and 5x2)",
+        ),
+        (
+            lambda ops, x, L: ops.loss_and_grads(x, np.ones((4, 2), f32), []),
+            ValueError,
+            "loss_and_grads: layers is empty",
+        ),
+        (
+            lambda ops, x, L: ops.loss_and_grads(x.astype(f64), np.ones((4, 2)), L),
+            TypeError,
+            "loss_and_grads: expected all arrays to have the same dtype, got float64 and float32",
+        ),
+        (
+            lambda ops, x, L: ops.log_softmax(np.ones(3, np.int64)),
+            TypeError,
+            "log_softmax: expected float32 or float64 arrays, got int64",
+        ),
         (lambda ops, x, L: ops.SGD(L, lr=-0.1), ValueError, "SGD: invalid lr -0.1: it must be a finite number >= 0"),
         (lambda ops, x, L: ops.SGD(L, lr=0.1, momentum=float("nan")), ValueError, "SGD: invalid momentum nan"),
         (lambda ops, x, L: ops.SGD(L, lr="fast"), TypeError, "SGD: lr must be a number, got str"),
-        (lambda ops, x, L: ops.SGD([(L[0][0].tolist(), L[0][1])], lr=0.1), TypeError,
-         "SGD: layer 1 W must be a numpy array, since it is updated in place; got list"),
-        (lambda ops, x, L: ops.SGD(L, 0.1).step(ONE_LAYER), ValueError,
-         "SGD.step: got gradients for 1 layers, the optimiser has 2"),
-        (lambda ops, x, L: ops.SGD(L, 0.1).step(WRONG_BIAS), ValueError,
-         "SGD.step: the gradient of layer 2 bias has shape (3,), the parameter (2,): they must be equal"),
-        (lambda ops, x, L: ops.SGD(L, 0.1).step(WRONG_DTYPE), TypeError,
-         "SGD.step: the gradient of layer 1 W is float64, the parameter float32: they must be the same"),
+        (
+            lambda ops, x, L: ops.SGD([(L[0][0].tolist(), L[0][1])], lr=0.1),
+            TypeError,
+            "SGD: layer 1 W must be a numpy array, since it is updated in place; got list",
+        ),
+        (
+            lambda ops, x, L: ops.SGD(L, 0.1).step(ONE_LAYER),
+            ValueError,
+            "SGD.step: got gradients for 1 layers, the optimiser has 2",
+        ),
+        (
+            lambda ops, x, L: ops.SGD(L, 0.1).step(WRONG_BIAS),
+            ValueError,
+            "SGD.step: the gradient of layer 2 bias has shape (3,), the parameter (2,): they must be equal",
+        ),
+        (
+            lambda ops, x, L: ops.SGD(L, 0.1).step(WRONG_DTYPE),
+            TypeError,
+            "SGD.step: the gradient of layer 1 W is float64, the parameter float32: they must be the same",
+        ),
     ],
 )
 def test_bad_input_is_refused(ops, call, kind, message):
@@ -379,6 +454,7 @@ def test_sgd_refuses_read_only_parameters():
 
 
 # -- SGD ----------------------------------------------------------------------------------
+
 
 def test_sgd_momentum_follows_torchs_convention(ops):
     """buf = g on the first step, then buf = momentum * buf + g; p -= lr * buf.
@@ -400,7 +476,10 @@ def test_sgd_momentum_follows_torchs_convention(ops):
 def test_sgd_updates_the_callers_arrays_and_one_step_lowers_the_loss():
     rng = np.random.default_rng(9)
     x, t = rng.normal(size=(6, 3)).astype(f32), rng.integers(0, 2, 6)
-    layers = [(rng.normal(size=(3, 4)).astype(f32), np.zeros(4, f32)), (rng.normal(size=(4, 2)).astype(f32), np.zeros(2, f32))]
+    layers = [
+        (rng.normal(size=(3, 4)).astype(f32), np.zeros(4, f32)),
+        (rng.normal(size=(4, 2)).astype(f32), np.zeros(2, f32)),
+    ]
     arrays = [a for pair in layers for a in pair]
     opt = numnet.SGD(layers, lr=0.05, momentum=0.9)
     before, grads = numnet.loss_and_grads(x, t, layers, "tanh", "none", "cross_entropy")
@@ -450,8 +529,11 @@ def test_train_step_is_loss_and_grads_then_step(widths, hidden, output, loss, dt
     """The same bits as the two calls, step after step (the momentum buffers included)."""
     rng = np.random.default_rng(5)
     x = rng.standard_normal((33, widths[0])).astype(dtype)
-    target = (rng.integers(0, widths[-1], 33) if loss == "cross_entropy"
-              else rng.standard_normal((33, widths[-1])).astype(dtype))
+    target = (
+        rng.integers(0, widths[-1], 33)
+        if loss == "cross_entropy"
+        else rng.standard_normal((33, widths[-1])).astype(dtype)
+    )
     fused, plain = (init_layers(widths, seed=3, dtype=dtype) for _ in range(2))
     opt_fused, opt_plain = numnet.SGD(fused, 0.05, momentum), numnet.SGD(plain, 0.05, momentum)
     for _ in range(3):
@@ -479,9 +561,14 @@ def test_train_step_takes_any_input_the_two_calls_take():
     assert all(W.tobytes() == W0.tobytes() for (W, _), (W0, _) in zip(fortran, plain))
     strided = np.zeros((10, 16), f32)
     strided[:, ::2] = x
-    assert numnet.SGD([(W.copy(), b.copy()) for W, b in layers], 0.1).train_step(
-        strided[:, ::2], np.array(target), hidden="relu", output="none", loss="cross_entropy").tobytes() == \
-        numnet.loss_and_grads(x, np.array(target), layers, hidden="relu", output="none", loss="cross_entropy")[0].tobytes()
+    assert (
+        numnet.SGD([(W.copy(), b.copy()) for W, b in layers], 0.1)
+        .train_step(strided[:, ::2], np.array(target), hidden="relu", output="none", loss="cross_entropy")
+        .tobytes()
+        == numnet.loss_and_grads(x, np.array(target), layers, hidden="relu", output="none", loss="cross_entropy")[
+            0
+        ].tobytes()
+    )
 
 
 @pytest.mark.parametrize("case", list(BAD_TARGETS))

@@ -11,6 +11,7 @@ one above one of those edges, and each result is checked three ways:
   right, so the blocking may change the speed, never the bits;
 - bit for bit across layouts and thread counts (the same bits on every run).
 """
+
 import math
 import platform
 
@@ -107,8 +108,10 @@ def test_forward_across_blocks(dtype):
     batch = K.MR * K.PANELS_PER_BLOCK + 1
     widths = [300, NR[dtype] + 1, NR[dtype] - 1]
     x = rand(batch, widths[0], dtype=dtype, seed=6)
-    layers = [((rand(i, o, dtype=dtype, seed=7 + j) / np.sqrt(i)).astype(dtype), rand(o, dtype=dtype, seed=9 + j))
-              for j, (i, o) in enumerate(zip(widths, widths[1:]))]
+    layers = [
+        ((rand(i, o, dtype=dtype, seed=7 + j) / np.sqrt(i)).astype(dtype), rand(o, dtype=dtype, seed=9 + j))
+        for j, (i, o) in enumerate(zip(widths, widths[1:]))
+    ]
     out = numnet.forward(x, layers)
     assert_close(out, naive.rounded(naive.forward_ref(x, layers), dtype), **naive.tolerance("forward", x, layers))
     h = x
@@ -156,6 +159,7 @@ def test_layouts_and_thread_counts_give_the_same_bits():
 
 # -- every product kernel against the plain loops ---------------------------------------------
 
+
 @numba.njit
 def _by_rows(a, b, bias, out, act, threads):
     """The row kernel (b read in place), threaded or serial, as numnet.kernels._mm calls it."""
@@ -182,9 +186,16 @@ KERNELS = {"rows": _by_rows, "blocks": _by_blocks}
 # shallow and deep sums; the row kernel's tasks split the rows when the panels do not
 # split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR).
 KERNEL_SHAPES = {
-    f32: [(1, 7, 3), (K.MR - 1, 50, 10), (K.MR + 1, 300, NR[f32] + 1), (16, 784, 2 * NR[f32]),
-          (K.MR * K.PANELS_PER_BLOCK + 1, 33, 2 * NR[f32] - 1), (97, 1, 10),
-          (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // 4), (30, 40, NR[f32] + NR[f32] // 4 + 1)],
+    f32: [
+        (1, 7, 3),
+        (K.MR - 1, 50, 10),
+        (K.MR + 1, 300, NR[f32] + 1),
+        (16, 784, 2 * NR[f32]),
+        (K.MR * K.PANELS_PER_BLOCK + 1, 33, 2 * NR[f32] - 1),
+        (97, 1, 10),
+        (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // 4),
+        (30, 40, NR[f32] + NR[f32] // 4 + 1),
+    ],
     f64: [(K.MR + 1, 300, NR[f64] + 1), (16, 200, 2 * NR[f64]), (49, 65, 10), (K.NARROW_ROWS - 1, 20, NR[f64] // 4)],
 }
 
@@ -263,6 +274,7 @@ def test_backprop_blocked_threaded_serial_and_loops_agree(n, k, m, act):
 
 # -- e^x -------------------------------------------------------------------------------------
 
+
 def test_expf_table_is_two_to_the_i_over_32():
     """_EXP2F_TABLE[i] + (i << 47) are the bits of 2^(i/32) rounded to float64: the 32nd
     root of 2^i by five integer square roots, rounded to 53 bits."""
@@ -288,7 +300,9 @@ def _libm_expf_all(x, out):
 
 def test_expf_is_within_one_ulp_and_saturates():
     bits = np.arange(0, 2**32, 4099, dtype=np.uint64).astype(np.uint32)  # ~1e6 floats of every sign and size
-    x = np.concatenate([bits.view(f32), np.array([88.72283, 88.72284, -103.97208, -103.9721, -np.inf, np.inf, np.nan, 0, -0.0], f32)])
+    x = np.concatenate(
+        [bits.view(f32), np.array([88.72283, 88.72284, -103.97208, -103.9721, -np.inf, np.inf, np.nan, 0, -0.0], f32)]
+    )
     out = np.empty_like(x)
     _expf_all(x, out)
     with np.errstate(all="ignore"):

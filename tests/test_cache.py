@@ -5,6 +5,7 @@ a learner's edit to a kernel, damaged caches, and ``numnet cache``.
 Every test here that starts processes gives them a cache folder of its own
 (NUMNET_CACHE_DIR in tmp_path), so that what one process leaves is what the next finds.
 """
+
 import os
 import shutil
 import subprocess
@@ -34,8 +35,14 @@ def cache_env(cache):
 def run(code, cache, timeout=300, env=None, **kwargs):
     """Run ``python -c code`` in a new process with ``cache`` as numnet's cache folder."""
     environment = {**os.environ, **cache_env(cache), **(env or {})}
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=environment, timeout=timeout,
-                          capture_output=True, text=True, **kwargs)
+    return subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        env=environment,
+        timeout=timeout,
+        capture_output=True,
+        text=True,
+        **kwargs,
+    )
 
 
 def stderr_of(proc):
@@ -46,8 +53,9 @@ def stderr_of(proc):
 def without_notice(stderr):
     """stderr less numnet's compile notice (printed when compiling takes over 2 s: a
     loaded machine can take that long for any first run)."""
-    return "".join(line for line in stderr.splitlines(keepends=True)
-                   if not line.startswith("numnet: compiling numnet's kernels"))
+    return "".join(
+        line for line in stderr.splitlines(keepends=True) if not line.startswith("numnet: compiling numnet's kernels")
+    )
 
 
 def assert_clean(proc, stdout=None):
@@ -81,8 +89,9 @@ def test_walkthrough_then_train_twice(tmp_path):
     walk = subprocess.run([*numnet_command, "walkthrough"], env=env, capture_output=True, text=True, timeout=300)
     assert walk.returncode == 0 and "tensor([[0.3171]])" in walk.stdout, walk.stderr
     for _ in range(2):
-        train = subprocess.run([*numnet_command, "train", "--epochs", "2"], env=env, capture_output=True,
-                               text=True, timeout=300)
+        train = subprocess.run(
+            [*numnet_command, "train", "--epochs", "2"], env=env, capture_output=True, text=True, timeout=300
+        )
         assert train.returncode == 0, train.stdout + train.stderr
         assert "accuracy" in train.stdout
 
@@ -93,8 +102,15 @@ def test_concurrent_first_compiles_into_one_empty_cache(tmp_path):
     procs = []
     environment = {**os.environ, **cache_env(tmp_path)}
     for bias in ["(1, 1)", "(1,)", "(1, 1)"]:
-        procs.append(subprocess.Popen([sys.executable, "-c", LINEAR.format(bias=bias)], env=environment,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True))
+        procs.append(
+            subprocess.Popen(
+                [sys.executable, "-c", LINEAR.format(bias=bias)],
+                env=environment,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+        )
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert (p.returncode, out, without_notice(err)) == (0, "[[6.]]\n", ""), err
@@ -131,8 +147,13 @@ def test_worker_processes_run_a_large_product(method, parent_runs, tmp_path):
     using GNU OpenMP"); the results are the same bits either way."""
     script = tmp_path / "workers.py"  # spawn re-imports the main module: it must be a file
     script.write_text(textwrap.dedent(WORKERS.format(method=method, parent_runs=parent_runs)))
-    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **cache_env(tmp_path / "cache")})
+    proc = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, **cache_env(tmp_path / "cache")},
+    )
     assert_clean(proc, "same\n")
 
 
@@ -159,8 +180,10 @@ def test_a_forked_child_of_an_openmp_parent_runs_serially():
 def test_python_threads_get_the_serial_results():
     rng = np.random.default_rng(1)
     x = rng.standard_normal((200, 300), np.float32)
-    layers = [(rng.standard_normal((300, 64), np.float32) / 17, rng.standard_normal(64, np.float32)),
-              (rng.standard_normal((64, 10), np.float32) / 8, rng.standard_normal(10, np.float32))]
+    layers = [
+        (rng.standard_normal((300, 64), np.float32) / 17, rng.standard_normal(64, np.float32)),
+        (rng.standard_normal((64, 10), np.float32) / 8, rng.standard_normal(10, np.float32)),
+    ]
     target = rng.integers(0, 10, 200)
     big = rng.standard_normal(100_000, np.float32)
     tasks = [
@@ -301,6 +324,7 @@ def test_a_read_only_cache_is_passed_over(filled_cache, tmp_path):
 
 def test_saving_into_a_folder_that_fails_does_not_raise(monkeypatch):
     """Within one process: the folder stops being writable between two compiles."""
+
     def refuse(*args, **kwargs):
         raise PermissionError(13, "Permission denied")
 

@@ -13,6 +13,7 @@ Changing a folder's owner to someone else needs root (CI runs as root): those te
 with the reason elsewhere. Group- and world-writable folders and files, and symbolic
 links, are tried by any user.
 """
+
 import hashlib
 import os
 import pickle
@@ -41,18 +42,29 @@ RIGHT = "[0.5 0.5 0.5]\n"
 
 def environment(**variables):
     """A victim's environment: no cache variable of its own unless given, this numnet."""
-    env = {k: v for k, v in os.environ.items() if k not in ("NUMNET_CACHE_DIR", "NUMBA_CACHE_DIR", "NUMNET_CACHE",
-                                                             "NUMNET_CACHE_TRUST_GROUP")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("NUMNET_CACHE_DIR", "NUMBA_CACHE_DIR", "NUMNET_CACHE", "NUMNET_CACHE_TRUST_GROUP")
+    }
     path = os.pathsep.join([str(PACKAGE.parent), *filter(None, [os.environ.get("PYTHONPATH")])])
     return {**env, "PYTHONPATH": path, **variables}
 
 
 def victim(**variables):
     """The victim's run, its stderr less numnet's line saying it is compiling."""
-    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(VICTIM)], env=environment(**variables),
-                          capture_output=True, text=True, timeout=300)
-    proc.stderr = "".join(line for line in proc.stderr.splitlines(keepends=True)
-                          if not line.startswith("numnet: compiling numnet's kernels"))
+    proc = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(VICTIM)],
+        env=environment(**variables),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    proc.stderr = "".join(
+        line
+        for line in proc.stderr.splitlines(keepends=True)
+        if not line.startswith("numnet: compiling numnet's kernels")
+    )
     return proc
 
 
@@ -74,7 +86,7 @@ def plant(cache, marker, data=True, index=True):
     for path in cache.rglob("*"):
         if data and path.suffix == ".nbc":
             blob = path.read_bytes()
-            magic = blob[:blob.index(b"\n") + 1]
+            magic = blob[: blob.index(b"\n") + 1]
             path.write_bytes(magic + hashlib.sha256(evil).digest() + evil)
             planted += 1
         if index and path.suffix == ".nbi":
@@ -214,8 +226,9 @@ def test_the_temp_fallback_is_made_private(tmp_path):
     assert stat.S_IMODE(folder.lstat().st_mode) == 0o700
     assert stat.S_IMODE(tag_folder(folder).lstat().st_mode) == 0o700
     files = list(tag_folder(folder).iterdir())
-    assert files and all(stat.S_IMODE(f.lstat().st_mode) == 0o600 for f in files), \
-        [(f.name, oct(f.lstat().st_mode)) for f in files]
+    assert files and all(stat.S_IMODE(f.lstat().st_mode) == 0o600 for f in files), [
+        (f.name, oct(f.lstat().st_mode)) for f in files
+    ]
 
 
 def test_a_symlinked_temp_fallback(tmp_path):

@@ -9,6 +9,7 @@ Tolerances are numnet.testing's (justified there, looked up by naive.tolerance):
 another order than the CPU's (dot's tree; a GPU's fused multiply-add) are within
 sum_bound of the CPU result and of the exact one, sigmoids within SIGMOID_ULP.
 """
+
 import os
 import subprocess
 import sys
@@ -39,7 +40,6 @@ needs_cuda = pytest.mark.skipif(
     not numnet.cuda.is_available(), reason="no CUDA GPU and no simulator (set NUMBA_ENABLE_CUDASIM=1)"
 )
 needs_gpu = pytest.mark.skipif(SIMULATED or not numnet.cuda.is_available(), reason="needs a real CUDA GPU")
-
 
 
 @pytest.fixture(autouse=True)
@@ -85,6 +85,7 @@ def check(name, *args, reference=True):
 
 
 # -- values: each op against the CPU op and the reference --------------------------------
+
 
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -167,8 +168,11 @@ def test_products_are_the_cpus_bits_in_every_layout(n, k, m, dtype):
     simulator with the fma that rounds once). relu and none: the products' epilogue is
     what is checked here; every activation: tests/test_same_bits.py."""
     a, b, bias = rand(n, k, dtype=dtype, seed=30), rand(k, m, dtype=dtype, seed=31), rand(m, dtype=dtype, seed=32)
-    want = {"mm": numnet.mm(a, b), "linear": numnet.linear(a, b, bias),
-            "forward": numnet.forward(a, [(b, bias), (b.T[:, :1], bias[:1])], hidden="relu", output="none")}
+    want = {
+        "mm": numnet.mm(a, b),
+        "linear": numnet.linear(a, b, bias),
+        "forward": numnet.forward(a, [(b, bias), (b.T[:, :1], bias[:1])], hidden="relu", output="none"),
+    }
     for name, va in layouts(a).items():
         vb = layouts(b)[name]
         assert numnet.cuda.mm(va, vb).tobytes() == want["mm"].tobytes(), name
@@ -294,7 +298,9 @@ def test_linear_kernel_tolerates_a_larger_grid():
 
     x, W, b = rand(20, 5, seed=30), rand(5, 18, seed=31), rand(18, seed=32)
     out = cuda.to_device(np.full((20, 18), np.nan, f32))
-    G.launch(K.linear_act_kernel, G.launch_shape(20, 18))(cuda.to_device(x), cuda.to_device(W), cuda.to_device(b), out, K.SIGMOID)
+    G.launch(K.linear_act_kernel, G.launch_shape(20, 18))(
+        cuda.to_device(x), cuda.to_device(W), cuda.to_device(b), out, K.SIGMOID
+    )
     assert out.copy_to_host().tobytes() == numnet.cuda.forward(x, [(W, b)]).tobytes()
 
 
@@ -310,6 +316,7 @@ def test_mm_and_linear_with_corner_values(data):
 
 
 # -- inputs: layouts, device arrays, no copies ----------------------------------------------
+
 
 @needs_cuda
 def test_every_numpy_layout_gives_the_same_bits_and_is_left_alone():
@@ -379,6 +386,7 @@ class Spy:
 
 def no_copies(monkeypatch):
     """Make every host-to-GPU copy an error."""
+
     def refuse(*args, **kwargs):
         raise AssertionError("a device input was copied")
 
@@ -451,6 +459,7 @@ def test_torch_cuda_tensors_in_and_back_without_copies():
 def test_sizes_beyond_the_simulator():
     """Many blocks, grid-stride loops. Against the CPU op only, with numpy's float64
     product for the tolerance's scale (the Python-loop references would take minutes)."""
+
     def close_to_cpu(name, *args):
         tolerance = testing.op_tolerance(name, args, matmul=np.matmul, sigmoid=naive.sigmoid_ref)
         assert_close(getattr(numnet.cuda, name)(*args), getattr(numnet, name)(*args), **tolerance)
@@ -474,6 +483,7 @@ def test_gpu_arrays_of_other_libraries_are_refused_by_the_simulator():
 
 # -- errors ---------------------------------------------------------------------------------
 
+
 @needs_cuda
 @pytest.mark.parametrize("case", sorted(BAD_INPUTS))
 def test_bad_input_gets_the_cpu_error(case):
@@ -495,7 +505,9 @@ def test_bad_device_inputs_get_the_same_errors():
     d = cuda.to_device(np.ones((1, 5), f32))
     with pytest.raises(ValueError, match=r"^numnet.cuda.mm: mat1 and mat2 shapes cannot be multiplied \(1x5 and 1x5\)"):
         numnet.cuda.mm(d, d)
-    with pytest.raises(TypeError, match="^numnet.cuda.dot: expected all arrays to have the same dtype, got float32 and float64"):
+    with pytest.raises(
+        TypeError, match="^numnet.cuda.dot: expected all arrays to have the same dtype, got float32 and float64"
+    ):
         numnet.cuda.dot(d, np.ones((1, 5)))
 
 
@@ -563,6 +575,7 @@ def test_import_without_gpu_or_simulator_in_a_fresh_process():
 
 # -- sum --------------------------------------------------------------------------------------
 
+
 @needs_cuda
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n", [0, 1, 5, 300, 700])
@@ -572,8 +585,11 @@ def test_sum_is_within_the_sum_bound_of_the_cpus(dtype, n):
     out = numnet.cuda.sum(x)
     assert out.shape == () and out.dtype == dtype
     assert_close(out, numnet.sum(x), **testing.op_tolerance("sum", (x,), matmul=None, sigmoid=None))
-    assert_close(out, naive.rounded(np.sum(x, dtype=np.float64), dtype),
-                 **testing.op_tolerance("sum", (x,), matmul=None, sigmoid=None))
+    assert_close(
+        out,
+        naive.rounded(np.sum(x, dtype=np.float64), dtype),
+        **testing.op_tolerance("sum", (x,), matmul=None, sigmoid=None),
+    )
 
 
 @needs_cuda
@@ -622,7 +638,8 @@ def test_backward_products_are_the_cpus_bits(dtype):
     BK.backprop_kernel(delta, W, y, CK.IDENTITY, want_below, 1)
     dW, below = cuda.to_device(np.empty((k, m), dtype)), cuda.to_device(np.empty((n, k), dtype))
     GBK.matmul_tn_kernel[(1, 2), (16, 16)](cuda.to_device(h), cuda.to_device(delta), dW)
-    GBK.backprop_kernel[(2, 1), (16, 16)](cuda.to_device(delta), cuda.to_device(W), cuda.to_device(y),
-                                          CK.IDENTITY, below)
+    GBK.backprop_kernel[(2, 1), (16, 16)](
+        cuda.to_device(delta), cuda.to_device(W), cuda.to_device(y), CK.IDENTITY, below
+    )
     assert dW.copy_to_host().tobytes() == want_dW.tobytes()
     assert below.copy_to_host().tobytes() == want_below.tobytes()

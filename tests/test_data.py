@@ -1,5 +1,6 @@
 """numnet.data: IDX files written and read back (plain and gzipped), MNIST from small IDX
 files the test writes, the digits loader, and the errors for missing or malformed data."""
+
 import subprocess
 import sys
 
@@ -34,8 +35,10 @@ def test_idx_layout_is_mnists(tmp_path):
         (b"", "not an IDX file (its first bytes are missing)"),
         (b"\x00\x00\x07\x01\x00\x00\x00\x01\x05", "not an IDX file (its first bytes are 00 00 07 01)"),
         (b"\x00\x00\x08\x02\x00\x00\x00\x02", "IDX header truncated: 2 dimensions need 12 bytes, the file has 8"),
-        (b"\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02",
-         "IDX data of shape (3,) (uint8) needs 3 bytes after the header, the file has 2"),
+        (
+            b"\x00\x00\x08\x01\x00\x00\x00\x03\x01\x02",
+            "IDX data of shape (3,) (uint8) needs 3 bytes after the header, the file has 2",
+        ),
     ],
 )
 def test_malformed_idx_files_are_refused(tmp_path, content, message):
@@ -76,8 +79,11 @@ def test_load_mnist_reads_the_four_files(tmp_path, gz, dotted):
 def test_load_mnist_says_what_is_missing(tmp_path):
     directory = write_mnist(tmp_path / "mnist")
     (directory / "t10k-labels-idx1-ubyte").unlink()
-    with pytest.raises(DataError, match=r"no MNIST file t10k-labels-idx1-ubyte \(looked for t10k-labels-idx1-ubyte, "
-                                        r"t10k-labels-idx1-ubyte.gz, t10k-labels.idx1-ubyte, t10k-labels.idx1-ubyte.gz\)"):
+    with pytest.raises(
+        DataError,
+        match=r"no MNIST file t10k-labels-idx1-ubyte \(looked for t10k-labels-idx1-ubyte, "
+        r"t10k-labels-idx1-ubyte.gz, t10k-labels.idx1-ubyte, t10k-labels.idx1-ubyte.gz\)",
+    ):
         load_mnist(str(directory))
     with pytest.raises(DataError, match="--data mnist needs --path DIR"):
         load_mnist(None)
@@ -99,10 +105,14 @@ def test_load_digits_is_a_stratified_seeded_split():
 
 
 def test_load_digits_without_scikit_learn_says_how_to_install_it():
-    code = ("import sys; sys.modules['sklearn'] = None\n"
-            "from numnet.data import load_digits, DataError\n"
-            "try: load_digits()\n"
-            "except DataError as e: print(e)")
+    code = (
+        "import sys; sys.modules['sklearn'] = None\n"
+        "from numnet.data import load_digits, DataError\n"
+        "try: load_digits()\n"
+        "except DataError as e: print(e)"
+    )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.stdout.strip() == ("the digits dataset comes with scikit-learn, which is not installed: "
-                                   "pip install 'numnet[train]' (or pip install scikit-learn)"), done.stderr
+    assert done.stdout.strip() == (
+        "the digits dataset comes with scikit-learn, which is not installed: "
+        "pip install 'numnet[train]' (or pip install scikit-learn)"
+    ), done.stderr

@@ -1,5 +1,6 @@
 """Every bad input gets a one-line error, raised before any work, naming the op, the
 shapes and the rule. The same cases run for the CUDA ops in tests/test_cuda.py."""
+
 import os
 
 import numpy as np
@@ -161,14 +162,16 @@ def test_errors_come_before_any_work():
     assert (a == before).all()
 
 
-@pytest.mark.parametrize("value, kind", [([1, 2, 3], "a list of int64"), (2, "a Python int of int64"),
-                                         ((True, False), "a tuple of bool")])
+@pytest.mark.parametrize(
+    "value, kind", [([1, 2, 3], "a list of int64"), (2, "a Python int of int64"), ((True, False), "a tuple of bool")]
+)
 def test_advice_fits_a_list_or_a_number(value, kind):
     """A list or a number has no .astype: the advice is what works for it."""
     with pytest.raises(TypeError) as info:
         numnet.sigmoid(value)
-    assert str(info.value) == (f"numnet.sigmoid: expected float32 or float64 arrays, got {kind}; "
-                               "convert with np.asarray(x, np.float32)")
+    assert str(info.value) == (
+        f"numnet.sigmoid: expected float32 or float64 arrays, got {kind}; convert with np.asarray(x, np.float32)"
+    )
 
 
 def test_a_list_of_floats_is_float64_and_the_mix_says_so():
@@ -198,11 +201,13 @@ def test_a_traceback_shows_one_frame_of_numnet(case):
 
 def test_training_errors_show_one_frame_of_numnet():
     layers = [(ones(3, 2), ones(2))]
-    for call in (lambda: numnet.loss_and_grads(ones(4, 3), ones(4, 3), layers),
-                 lambda: numnet.SGD(layers, lr=-1.0),
-                 lambda: numnet.SGD(layers, lr=0.1).step([(ones(2, 2), ones(2))]),
-                 lambda: numnet.SGD(layers, lr=0.1).train_step(ones(4, 3), ones(4, 5)),
-                 lambda: numnet.softmax([1, 2])):
+    for call in (
+        lambda: numnet.loss_and_grads(ones(4, 3), ones(4, 3), layers),
+        lambda: numnet.SGD(layers, lr=-1.0),
+        lambda: numnet.SGD(layers, lr=0.1).step([(ones(2, 2), ones(2))]),
+        lambda: numnet.SGD(layers, lr=0.1).train_step(ones(4, 3), ones(4, 5)),
+        lambda: numnet.softmax([1, 2]),
+    ):
         with pytest.raises((TypeError, ValueError)) as info:
             call()
         assert len(numnet_frames(info.value)) <= 1, numnet_frames(info.value)

@@ -7,6 +7,7 @@ separately) gives other bits: each case asserts that first, so it could not pass
 unfused. Both the plain loops and the blocked kernel (threaded and serial) are checked,
 float32 and float64.
 """
+
 import numpy as np
 import pytest
 

@@ -1,5 +1,6 @@
 """numnet._jit's choice of cache folder and its thread count, in this process (the
 processes that share a cache are tests/test_cache.py's)."""
+
 import os
 
 import numba
@@ -27,6 +28,7 @@ def test_numnet_cache_0_turns_the_cache_off(monkeypatch):
 def test_options_name_the_files_apart():
     """The threaded and the serial compilation of one function must not share files
     (numba's index key does not hold the options)."""
+
     def f(x):
         return x
 
@@ -72,7 +74,7 @@ def test_only_numnet_directories_are_pruned_or_cleared(monkeypatch, tmp_path):
     monkeypatch.setattr(_jit, "CACHE_ROOT", tmp_path)
     monkeypatch.setattr(_jit, "CACHE_DIR", mine[-1])
     _jit._prune_old_tags()
-    assert sorted(d for d in tmp_path.iterdir()) == sorted(mine[-_jit.KEEP_TAGS:] + theirs)
+    assert sorted(d for d in tmp_path.iterdir()) == sorted(mine[-_jit.KEEP_TAGS :] + theirs)
     _jit.clear_cache()
     assert sorted(d for d in tmp_path.iterdir()) == sorted(theirs)
 

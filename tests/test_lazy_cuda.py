@@ -3,6 +3,7 @@
 Each check runs in a fresh interpreter: what ``import numnet`` loads can only be seen
 before anything else in the process has imported numba.cuda.
 """
+
 import subprocess
 import sys
 import textwrap
@@ -11,8 +12,7 @@ import textwrap
 def run_fresh(code):
     """Run ``code`` in a new Python (this one's, with this environment: conftest.py has
     set NUMBA_ENABLE_CUDASIM) and return what it printed."""
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.split()
 

@@ -1,4 +1,5 @@
 """numnet.notebook: the opt-in display hook and ``beside``, outside a notebook."""
+
 import subprocess
 import sys
 from types import SimpleNamespace

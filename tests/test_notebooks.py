@@ -30,6 +30,7 @@ The expected figures come from the PyTorch notebook (0.1595, 0.3171, its tensors
 printed as today's torch prints them) and from the issue (an accuracy above 95%), not
 from running numnet.
 """
+
 import importlib
 import importlib.util
 import os
@@ -73,8 +74,13 @@ def execute(name, first_on_path=None):
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [first_on_path, str(ROOT), env.get("PYTHONPATH")]))
     env["NUMNET_NOTEBOOK_QUICK"] = "1"
     env.pop("MPLBACKEND", None)  # the kernel's own inline backend, so that figures are outputs
-    client = nbclient.NotebookClient(nb, kernel_name="python3", timeout=CELL_TIMEOUT, startup_timeout=120,
-                                     resources={"metadata": {"path": str(NOTEBOOKS)}})
+    client = nbclient.NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=CELL_TIMEOUT,
+        startup_timeout=120,
+        resources={"metadata": {"path": str(NOTEBOOKS)}},
+    )
     client.execute(env=env)
     return nb
 
@@ -136,7 +142,9 @@ def assert_doubled_in_place(nb):
     """The numpy bridge: `a` after `b *= 2` (b a tensor or a view sharing a's memory)."""
     floats = lambda t: [float(v) for v in re.findall(r"\d+\.\d+", t)]  # noqa: E731
     before, after = floats(text(nb, "a")), floats(text(nb, "a-after"))
-    assert len(before) == len(after) == 12 and after == pytest.approx([2 * v for v in before], abs=2e-8)  # 8 decimals printed
+    assert len(before) == len(after) == 12 and after == pytest.approx(
+        [2 * v for v in before], abs=2e-8
+    )  # 8 decimals printed
 
 
 # -- how they are stored ---------------------------------------------------------------------
@@ -213,8 +221,10 @@ def test_02_inside_the_kernels(executed):
     assert "the unfused definition gives the same bits: False" in checked  # the check can tell them apart
     assert checked.endswith("give the same bits as the definition: True")
     assert "numnet.mm:" in text(nb, "trees") and "the same bits here: True" in text(nb, "trees")
-    assert re.search(r"96 x 64 @ 64 x 40: 245,760 multiply-adds: 1 thread\(s\) for a lone call, 1 in a burst",
-                     text(nb, "blocked-plan"))
+    assert re.search(
+        r"96 x 64 @ 64 x 40: 245,760 multiply-adds: 1 thread\(s\) for a lone call, 1 in a burst",
+        text(nb, "blocked-plan"),
+    )
     assert images(nb, "sigmoid-ulp") == 1
     sigmoid = text(nb, "sigmoid-ulp")
     assert number(r"numnet vs float64 rounded: at most (\d+) ULP", sigmoid) <= SIGMOID_ULP

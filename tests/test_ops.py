@@ -1,5 +1,6 @@
 """The CPU ops against the float64 references in tests/naive.py, with the tolerances of
 numnet.testing, over hypothesis-chosen shapes, dtypes and values."""
+
 import warnings
 
 import numpy as np
@@ -23,6 +24,7 @@ def no_runtime_warnings():
 
 
 # -- the notebook -------------------------------------------------------------------
+
 
 def test_notebook_neuron_by_sum_and_by_matrix_product():
     features, weights, bias = notebook_neuron()
@@ -51,6 +53,7 @@ def test_notebook_two_layer_network():
 
 
 # -- values against the references ---------------------------------------------------
+
 
 @st.composite
 def matrix_pair(draw, corners=True):
@@ -125,20 +128,25 @@ def test_forward_matches_reference(data):
 
 # -- layouts, read-only inputs, inputs left alone -----------------------------------------
 
+
 @given(matrix_pair())
 def test_every_layout_gives_the_same_bits_and_leaves_inputs_alone(ab):
     a, b = ab
     bias = np.linspace(-1, 1, b.shape[1]).astype(a.dtype)
     expected = {
-        "mm": numnet.mm(a, b), "linear": numnet.linear(a, b, bias),
-        "forward": numnet.forward(a, [(b, bias)]), "sigmoid": numnet.sigmoid(a),
+        "mm": numnet.mm(a, b),
+        "linear": numnet.linear(a, b, bias),
+        "forward": numnet.forward(a, [(b, bias)]),
+        "sigmoid": numnet.sigmoid(a),
         "dot": numnet.dot(a, a),
     }
     for name, (va, vb) in {k: (layouts(a)[k], layouts(b)[k]) for k in layouts(a)}.items():
         before = (va.copy(), vb.copy())
         got = {
-            "mm": numnet.mm(va, vb), "linear": numnet.linear(va, vb, bias),
-            "forward": numnet.forward(va, [(vb, bias)]), "sigmoid": numnet.sigmoid(va),
+            "mm": numnet.mm(va, vb),
+            "linear": numnet.linear(va, vb, bias),
+            "forward": numnet.forward(va, [(vb, bias)]),
+            "sigmoid": numnet.sigmoid(va),
             "dot": numnet.dot(va, va),
         }
         for op in expected:
@@ -147,6 +155,7 @@ def test_every_layout_gives_the_same_bits_and_leaves_inputs_alone(ab):
 
 
 # -- the corners on purpose ---------------------------------------------------------------
+
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_sigmoid_saturates_without_warnings(dtype):

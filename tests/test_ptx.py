@@ -31,6 +31,7 @@ Without them the compile tests are skipped with the reason (never passed);
 NUMNET_REQUIRE_PTX=1 turns that skip into a failure. ``pytest tests/test_ptx.py -rP``
 prints the registers, spills and shared memory of each kernel.
 """
+
 import os
 
 import numpy as np
@@ -104,12 +105,18 @@ def op_calls(dtype):
         opt.step(grads)
 
     calls = [
-        lambda: g.sigmoid(x), lambda: g.sigmoid(place(v, "A")), lambda: g.sigmoid(place(x, "F")),
-        lambda: g.sum(v), lambda: g.sum(place(x, "F")), lambda: g.sum(place(v, "A")),
-        lambda: g.dot(v, w), lambda: g.dot(place(v, "A"), place(w, "C")),
+        lambda: g.sigmoid(x),
+        lambda: g.sigmoid(place(v, "A")),
+        lambda: g.sigmoid(place(x, "F")),
+        lambda: g.sum(v),
+        lambda: g.sum(place(x, "F")),
+        lambda: g.sum(place(v, "A")),
+        lambda: g.dot(v, w),
+        lambda: g.dot(place(v, "A"), place(w, "C")),
         lambda: g.neuron(v, w, np.ones(1, dtype)),
         lambda: g.neuron(place(v, "A"), place(w, "A"), place(np.ones((1, 1), dtype), "C")),
-        lambda: g.log_softmax(x), lambda: g.softmax(x),  # (the simulator refuses device arrays here)
+        lambda: g.log_softmax(x),
+        lambda: g.softmax(x),  # (the simulator refuses device arrays here)
         lambda: g.linear(place(x, "C"), place(W1, "C"), place(b1[None, :], "F")),
         lambda: g.forward(x, layers, hidden="relu", output="tanh"),
         lambda: g.loss_and_grads(x, classes, layers, hidden="relu", output="none", loss="cross_entropy"),
@@ -119,9 +126,11 @@ def op_calls(dtype):
         calls += [
             lambda L=layout: g.mm(place(x, L), place(W1, L)),
             lambda L=layout: g.linear(place(x, L), place(W1, L), place(b1, L)),
-            lambda L=layout: g.loss_and_grads(place(x, L), place(rand(5, 3, dtype=dtype), L), at(L),
-                                              hidden="tanh", output="sigmoid", loss="mse"),
-            lambda L=layout: sgd(L, 0.0), lambda L=layout: sgd(L, 0.9),
+            lambda L=layout: g.loss_and_grads(
+                place(x, L), place(rand(5, 3, dtype=dtype), L), at(L), hidden="tanh", output="sigmoid", loss="mse"
+            ),
+            lambda L=layout: sgd(L, 0.0),
+            lambda L=layout: sgd(L, 0.9),
         ]
     return calls
 
@@ -175,22 +184,35 @@ def skip_or_fail(why):
 
 
 def test_the_float64_pattern_finds_float64_and_nothing_else():
-    flagged = ["add.f64 %fd3, %fd1, %fd2;", "cvt.f64.f32 %fd1, %f1;", "cvt.rn.f32.f64 %f2, %fd4;",
-               ".reg .f64 %fd<5>;", "mov.f32 %f1, %fd2;", "fma.rn.f32 %f1, %f2, 0d3FF0000000000000, %f3;",
-               "ld.global.f64 %fd1, [%rd3];"]
-    clean = ["fma.rn.f32 %f64, %f53, %f63, %f62;", "mov.f32 %f640, 0f3F000000;", ".reg .f32 %f<185>;",
-             "add.s64 %rd64, %rd1, 64;", "// .f64 in a comment"]
+    flagged = [
+        "add.f64 %fd3, %fd1, %fd2;",
+        "cvt.f64.f32 %fd1, %f1;",
+        "cvt.rn.f32.f64 %f2, %fd4;",
+        ".reg .f64 %fd<5>;",
+        "mov.f32 %f1, %fd2;",
+        "fma.rn.f32 %f1, %f2, 0d3FF0000000000000, %f3;",
+        "ld.global.f64 %fd1, [%rd3];",
+    ]
+    clean = [
+        "fma.rn.f32 %f64, %f53, %f63, %f62;",
+        "mov.f32 %f640, 0f3F000000;",
+        ".reg .f32 %f<185>;",
+        "add.s64 %rd64, %rd1, 64;",
+        "// .f64 in a comment",
+    ]
     assert [line for line in flagged if not ptx.read_ptx(line)["f64_lines"]] == []
     assert [line for line in clean if ptx.read_ptx(line)["f64_lines"]] == []
 
 
 def test_the_ptx_reader_counts_shared_and_local_memory():
-    text = "\n".join([
-        ".visible .shared .align 4 .b8 _cudapy_smem_2[4096];",
-        ".shared .align 8 .b8 _cudapy_smem_3[1024];",
-        ".local .align 4 .b8 __local_depot0[64];",
-        "st.local.f32 [%rd1], %f1;",
-    ])
+    text = "\n".join(
+        [
+            ".visible .shared .align 4 .b8 _cudapy_smem_2[4096];",
+            ".shared .align 8 .b8 _cudapy_smem_3[1024];",
+            ".local .align 4 .b8 __local_depot0[64];",
+            "st.local.f32 [%rd1], %f1;",
+        ]
+    )
     read = ptx.read_ptx(text)
     assert read["shared_bytes"] == 5120
     assert len(read["local_lines"]) == 2
@@ -213,8 +235,13 @@ def test_every_kernel_is_launched_by_some_op(launches):
 
 
 def test_launches_cover_both_dtypes_and_every_device_layout(launches):
-    seen = {(a[1], a[3]) for entry in launches.values() for sig in entry["signatures"]
-            for a in sig if a[0] == "array" and a[1].startswith("float")}
+    seen = {
+        (a[1], a[3])
+        for entry in launches.values()
+        for sig in entry["signatures"]
+        for a in sig
+        if a[0] == "array" and a[1].startswith("float")
+    }
     assert {(d, layout) for d in ("float32", "float64") for layout in "CFA"} <= seen, seen
 
 
@@ -263,8 +290,7 @@ def test_float64_cost_table(compiled):
     1/32 or 1/64 of the float32 rate) each costs about that many float32 instructions."""
     for r in sorted(compiled["rows"], key=lambda r: r["kernel"]):
         if is_float32(r) and tuple(r["cc"]) == (9, 0) and f64_instructions(r):
-            print(f"{where(r)}: {len(f64_instructions(r))} float64 instructions "
-                  f"of {r.get('instructions', '?')}")
+            print(f"{where(r)}: {len(f64_instructions(r))} float64 instructions of {r.get('instructions', '?')}")
 
 
 def test_float64_kernels_are_seen_as_float64(compiled):
@@ -274,9 +300,12 @@ def test_float64_kernels_are_seen_as_float64(compiled):
 
 
 def test_shared_memory_is_within_48k_per_block(compiled):
-    bad = [f"{where(r)}: {r['shared_bytes']} bytes" for r in compiled["rows"]
-           if r.get("shared_bytes", 0) > ptx.STATIC_SHARED_LIMIT
-           or r.get("ptxas", {}).get("smem_bytes", 0) > ptx.STATIC_SHARED_LIMIT]
+    bad = [
+        f"{where(r)}: {r['shared_bytes']} bytes"
+        for r in compiled["rows"]
+        if r.get("shared_bytes", 0) > ptx.STATIC_SHARED_LIMIT
+        or r.get("ptxas", {}).get("smem_bytes", 0) > ptx.STATIC_SHARED_LIMIT
+    ]
     assert not bad, bad
 
 
@@ -303,34 +332,44 @@ def test_mm_and_linear_do_not_spill(compiled):
     rows = [r for r in assembled(compiled) if r["kernel"] in REGISTER_TILED and "error" not in r["ptxas"]]
     assert rows
     tile = K.WORK * K.WORK * 8
-    bad = [f"{where(r)}: {r['ptxas']}" for r in rows
-           if r["ptxas"]["spill_store_bytes"] or r["ptxas"]["spill_load_bytes"]
-           or r["ptxas"]["stack_bytes"] > (0 if is_float32(r) else tile)]
+    bad = [
+        f"{where(r)}: {r['ptxas']}"
+        for r in rows
+        if r["ptxas"]["spill_store_bytes"]
+        or r["ptxas"]["spill_load_bytes"]
+        or r["ptxas"]["stack_bytes"] > (0 if is_float32(r) else tile)
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_registers_allow_the_launch_block_size(compiled):
     rows = [r for r in assembled(compiled) if "error" not in r["ptxas"]]
     assert rows
-    bad = [f"{where(r)}: {r['ptxas']['registers']} registers x {r['threads']} threads"
-           for r in rows
-           if r["ptxas"]["registers"] > ptx.MAX_REGISTERS_PER_THREAD
-           or ptx.registers_per_block(r["ptxas"]["registers"], r["threads"]) > ptx.REGISTERS_PER_BLOCK]
+    bad = [
+        f"{where(r)}: {r['ptxas']['registers']} registers x {r['threads']} threads"
+        for r in rows
+        if r["ptxas"]["registers"] > ptx.MAX_REGISTERS_PER_THREAD
+        or ptx.registers_per_block(r["ptxas"]["registers"], r["threads"]) > ptx.REGISTERS_PER_BLOCK
+    ]
     assert not bad, "\n".join(bad)
 
 
 def test_resource_table(compiled):
     """Not a check: the figures, printed (pytest -rP shows them)."""
     print("toolchain:", *(f"  {k}: {v}" for k, v in compiled["toolchain"].items()), sep="\n")
-    print(f"{'kernel':22} {'dtype':7} {'layouts':10} {'cc':6} {'threads':>7} {'regs':>5} "
-          f"{'spill st/ld':>11} {'stack':>5} {'smem':>6} {'local':>5}")
+    print(
+        f"{'kernel':22} {'dtype':7} {'layouts':10} {'cc':6} {'threads':>7} {'regs':>5} "
+        f"{'spill st/ld':>11} {'stack':>5} {'smem':>6} {'local':>5}"
+    )
     for r in sorted(compiled["rows"], key=lambda r: (r["kernel"], is_float32(r), r["cc"], str(r["args"]))):
         p = r.get("ptxas", {})
         layouts = "".join(a[3] for a in r["args"] if a[0] == "array")
-        print(f"{r['kernel']:22} {'float32' if is_float32(r) else 'float64':7} {layouts:10} "
-              f"sm_{r['cc'][0]}{r['cc'][1]:<3} {r['threads']:>7} {p.get('registers', '-'):>5} "
-              f"{str(p.get('spill_store_bytes', '-')) + '/' + str(p.get('spill_load_bytes', '-')):>11} "
-              f"{p.get('stack_bytes', '-'):>5} {r.get('shared_bytes', '-'):>6} {len(r.get('local_lines', [])):>5}")
+        print(
+            f"{r['kernel']:22} {'float32' if is_float32(r) else 'float64':7} {layouts:10} "
+            f"sm_{r['cc'][0]}{r['cc'][1]:<3} {r['threads']:>7} {p.get('registers', '-'):>5} "
+            f"{str(p.get('spill_store_bytes', '-')) + '/' + str(p.get('spill_load_bytes', '-')):>11} "
+            f"{p.get('stack_bytes', '-'):>5} {r.get('shared_bytes', '-'):>6} {len(r.get('local_lines', [])):>5}"
+        )
 
 
 def test_products_are_explicit_fma_and_nothing_is_contracted(compiled):
@@ -340,12 +379,15 @@ def test_products_are_explicit_fma_and_nothing_is_contracted(compiled):
     assert not no_fma, f"k loops without fma.rn: {no_fma}"
     checked = [r for r in compiled["rows"] if "fma_count_uncontracted" in r]
     assert {r["kernel"] for r in checked} == {k for _, k in ptx.kernels_in_modules()}
-    bad = [f"{where(r)}: {r['fma_count']} fma.rn, {r['fma_count_uncontracted']} explicit; from "
-           f"{r.get('fma_sources')}" for r in checked
-           if r["fma_count"] != r["fma_count_uncontracted"] and r["kernel"] not in MAY_CONTRACT]
+    bad = [
+        f"{where(r)}: {r['fma_count']} fma.rn, {r['fma_count_uncontracted']} explicit; from {r.get('fma_sources')}"
+        for r in checked
+        if r["fma_count"] != r["fma_count_uncontracted"] and r["kernel"] not in MAY_CONTRACT
+    ]
     assert not bad, "contracted by NVVM, rounded twice on the CPU:\n" + "\n".join(bad)
-    assert all(r["fma_count"] > r["fma_count_uncontracted"] for r in checked if r["kernel"] in MAY_CONTRACT), \
+    assert all(r["fma_count"] > r["fma_count_uncontracted"] for r in checked if r["kernel"] in MAY_CONTRACT), (
         "the contraction check sees dot's contraction"
+    )
     mm_rows = [r for r in compiled["rows"] if r["kernel"] == "mm_kernel" and "error" not in r]
     assert mm_rows and all(r["fma_count"] for r in mm_rows)
     separate = [f"{where(r)}: {r['float_mul_add_lines'][:3]}" for r in mm_rows if r["float_mul_add_lines"]]

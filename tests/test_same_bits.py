@@ -12,6 +12,7 @@ that the CPU rounds twice) is tests/test_ptx.py's part. dot and sum are not here
 add in a tree on the GPU and agree with the CPU within numnet.testing's sum bound
 (tests/test_cuda.py). Shapes are small: the simulator runs a thread per CUDA thread.
 """
+
 import numpy as np
 import pytest
 
@@ -57,8 +58,10 @@ def network(dtype, seed=0):
     """x (5, 7) -> 6 -> 3 with corners in x (+-30, 0, -0.0): sigmoid and tanh saturate."""
     x = rand(5, 7, dtype=dtype, seed=seed, scale=2.0)
     x[0, :4] = [30, -30, 0, -0.0]
-    layers = [(rand(7, 6, dtype=dtype, seed=seed + 1), rand(6, dtype=dtype, seed=seed + 2)),
-              (rand(6, 3, dtype=dtype, seed=seed + 3), rand(1, 3, dtype=dtype, seed=seed + 4))]
+    layers = [
+        (rand(7, 6, dtype=dtype, seed=seed + 1), rand(6, dtype=dtype, seed=seed + 2)),
+        (rand(6, 3, dtype=dtype, seed=seed + 3), rand(1, 3, dtype=dtype, seed=seed + 4)),
+    ]
     return x, layers
 
 
@@ -72,23 +75,33 @@ def results(dtype, layout="C"):
     target = rand(5, 3, dtype=dtype, seed=9)
     gx = place(x, layout)
     glayers = [(place(W, layout), place(b, layout)) for W, b in layers]
-    z = np.concatenate([np.array([-1000, -88, -1, -0.0, 0, 1, 88, 89, 1000, np.inf, -np.inf, np.nan], dtype),
-                        rand(33, dtype=dtype, seed=5, scale=20)]).reshape(5, 9)
+    z = np.concatenate(
+        [
+            np.array([-1000, -88, -1, -0.0, 0, 1, 88, 89, 1000, np.inf, -np.inf, np.nan], dtype),
+            rand(33, dtype=dtype, seed=5, scale=20),
+        ]
+    ).reshape(5, 9)
     out = [("sigmoid", numnet.cuda.sigmoid(place(z, layout)), numnet.sigmoid(z))]
     for act in ACTIVATIONS:
-        out.append((f"forward {act}", numnet.cuda.forward(gx, glayers, hidden=act, output=act),
-                    numnet.forward(x, layers, hidden=act, output=act)))
+        out.append(
+            (
+                f"forward {act}",
+                numnet.cuda.forward(gx, glayers, hidden=act, output=act),
+                numnet.forward(x, layers, hidden=act, output=act),
+            )
+        )
     logits = np.concatenate([z[:, :8], rand(5, 8, dtype=dtype, seed=6, scale=30)])
     # the simulator's log_softmax/softmax take host arrays (tests/test_ptx.py says why)
     out.append(("softmax", numnet.cuda.softmax(place(logits, layout.removeprefix("dev-"))), numnet.softmax(logits)))
-    out.append(("log_softmax", numnet.cuda.log_softmax(place(logits, layout.removeprefix("dev-"))),
-                numnet.log_softmax(logits)))
+    out.append(
+        ("log_softmax", numnet.cuda.log_softmax(place(logits, layout.removeprefix("dev-"))), numnet.log_softmax(logits))
+    )
     for loss, t, act in (("mse", target, "tanh"), ("cross_entropy", CLASSES, "sigmoid")):
         gt = place(t, layout) if t.ndim == 2 else t
-        got = numnet.cuda.loss_and_grads(gx, gt, glayers, hidden=act, output="sigmoid" if loss == "mse" else "none",
-                                         loss=loss)
-        want = numnet.loss_and_grads(x, t, layers, hidden=act, output="sigmoid" if loss == "mse" else "none",
-                                     loss=loss)
+        got = numnet.cuda.loss_and_grads(
+            gx, gt, glayers, hidden=act, output="sigmoid" if loss == "mse" else "none", loss=loss
+        )
+        want = numnet.loss_and_grads(x, t, layers, hidden=act, output="sigmoid" if loss == "mse" else "none", loss=loss)
         out.append((f"{loss} loss", got[0], want[0]))
         for i, ((gW, gb), (cW, cb)) in enumerate(zip(got[1], want[1]), start=1):
             out += [(f"{loss} dW{i}", gW, cW), (f"{loss} db{i}", gb, cb)]
@@ -99,8 +112,10 @@ def training(dtype, momentum, layout="C", steps=3):
     """(numnet.cuda's parameters, numnet's) after ``steps`` SGD steps: step(grads) with
     fixed gradients, then train_step with the loss of the moving network."""
     x, layers = network(dtype, seed=20)
-    grads = [(rand(*W.shape, dtype=dtype, seed=30 + i), rand(*b.shape, dtype=dtype, seed=40 + i))
-             for i, (W, b) in enumerate(layers)]
+    grads = [
+        (rand(*W.shape, dtype=dtype, seed=30 + i), rand(*b.shape, dtype=dtype, seed=40 + i))
+        for i, (W, b) in enumerate(layers)
+    ]
     cpu = [(W.copy(), b.copy()) for W, b in layers]
     gpu = [(place(W, layout), place(b, layout)) for W, b in layers]
     cpu_opt = numnet.SGD(cpu, lr=0.1, momentum=momentum)
@@ -110,9 +125,12 @@ def training(dtype, momentum, layout="C", steps=3):
         cpu_opt.step(grads)
         gpu_opt.step([(place(gW, layout), place(gb, layout)) for gW, gb in grads])
     for _ in range(steps):
-        losses.append((gpu_opt.train_step(place(x, layout), CLASSES, hidden="tanh", output="none",
-                                          loss="cross_entropy"),
-                       cpu_opt.train_step(x, CLASSES, hidden="tanh", output="none", loss="cross_entropy")))
+        losses.append(
+            (
+                gpu_opt.train_step(place(x, layout), CLASSES, hidden="tanh", output="none", loss="cross_entropy"),
+                cpu_opt.train_step(x, CLASSES, hidden="tanh", output="none", loss="cross_entropy"),
+            )
+        )
     return gpu, cpu, losses
 
 
@@ -161,8 +179,11 @@ def test_a_grid_capped_below_the_rows_strides_over_them(monkeypatch):
     x, (W1, b1) = rand(n, 3, dtype=f32, seed=50), (rand(3, 4, dtype=f32, seed=51), rand(4, dtype=f32, seed=52))
     layers = [(W1, b1), (rand(4, 2, dtype=f32, seed=53), rand(2, dtype=f32, seed=54))]
     target = rand(n, 2, dtype=f32, seed=55)
-    want = (numnet.forward(x, layers, hidden="tanh"), numnet.mm(x, W1),
-            numnet.loss_and_grads(x, target, layers, hidden="tanh"))
+    want = (
+        numnet.forward(x, layers, hidden="tanh"),
+        numnet.mm(x, W1),
+        numnet.loss_and_grads(x, target, layers, hidden="tanh"),
+    )
     P = rand(n, 3, dtype=f32, seed=56)
     cpu_P = [(P.copy(), np.zeros(3, f32))]
     numnet.SGD(cpu_P, lr=0.5).step([(x, np.ones(3, f32))])
@@ -189,10 +210,20 @@ def count_identical():
         rows = [(name, got, want) for name, got, want in results(dtype)]
         for momentum in (0.0, 0.9):
             gpu, cpu, losses = training(dtype, momentum)
-            rows.append((f"SGD momentum={momentum} params", np.concatenate([host(a).ravel() for p in gpu for a in p]),
-                         np.concatenate([a.ravel() for p in cpu for a in p])))
-            rows.append((f"train_step momentum={momentum} losses", np.array([host(g) for g, _ in losses]),
-                         np.array([w for _, w in losses])))
+            rows.append(
+                (
+                    f"SGD momentum={momentum} params",
+                    np.concatenate([host(a).ravel() for p in gpu for a in p]),
+                    np.concatenate([a.ravel() for p in cpu for a in p]),
+                )
+            )
+            rows.append(
+                (
+                    f"train_step momentum={momentum} losses",
+                    np.array([host(g) for g, _ in losses]),
+                    np.array([w for _, w in losses]),
+                )
+            )
         for name, got, want in rows:
             d = differing(got, want)
             same += d == 0

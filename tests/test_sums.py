@@ -1,6 +1,7 @@
 """numnet.sum and numnet.dot in torch.sum's order, checked without torch: against the slow
 reference tests/naive.torch_sum_order, on data where the order shows (parity/ compares
 with torch itself)."""
+
 import numpy as np
 import pytest
 

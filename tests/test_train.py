@@ -1,6 +1,7 @@
 """The ``numnet train`` command and the training loop behind it (numnet/commands/train.py): the
 digits reach 95% test accuracy in well under a minute, the plot is written, MNIST IDX
 files are read, divergence stops training with a clear message, runs are reproducible."""
+
 import time
 
 import numpy as np
@@ -49,12 +50,15 @@ def test_divergence_stops_training_with_a_clear_error(capsys):
     pytest.importorskip("sklearn")
     assert main(["train", "--lr", "1e30", "--epochs", "1"]) == 1
     err = capsys.readouterr().err
-    assert "numnet train: the loss is nan at step 2 (epoch 1): the weights have diverged; " \
-           "try a smaller learning rate than --lr 1e+30" in err
+    assert (
+        "numnet train: the loss is nan at step 2 (epoch 1): the weights have diverged; "
+        "try a smaller learning rate than --lr 1e+30" in err
+    )
 
 
-@pytest.mark.parametrize("args", [["--hidden", "64,x"], ["--epochs", "0"], ["--batch-size", "-1"],
-                                  ["--lr", "-0.1"], ["--momentum", "nan"]])
+@pytest.mark.parametrize(
+    "args", [["--hidden", "64,x"], ["--epochs", "0"], ["--batch-size", "-1"], ["--lr", "-0.1"], ["--momentum", "nan"]]
+)
 def test_bad_options_are_refused(args, capsys):
     with pytest.raises(SystemExit) as exit_:
         main(["train", *args])
@@ -68,8 +72,23 @@ def test_numnet_train_on_cuda(tmp_path, capsys):
     if not cuda.is_available():
         pytest.skip("no CUDA GPU and no simulator")
     directory = write_mnist(tmp_path / "mnist", n_train=8, n_test=4, side=2)
-    code = main(["train", "--data", "mnist", "--path", str(directory), "--device", "cuda",
-                 "--epochs", "1", "--hidden", "3", "--batch-size", "8"])
+    code = main(
+        [
+            "train",
+            "--data",
+            "mnist",
+            "--path",
+            str(directory),
+            "--device",
+            "cuda",
+            "--epochs",
+            "1",
+            "--hidden",
+            "3",
+            "--batch-size",
+            "8",
+        ]
+    )
     assert code == 0 and "device cuda" in capsys.readouterr().out
 
 

@@ -8,6 +8,8 @@ kernels in Numba's CUDA simulator. Importing this package never needs a GPU.
 Training on the GPU: ``loss_and_grads``, ``SGD``, ``softmax`` and ``log_softmax``, the
 twins of numnet's (numnet/cuda/backward.py).
 """
+
+from numnet.cuda.backward import SGD, log_softmax, loss_and_grads, softmax
 from numnet.cuda.ops import (
     CudaUnavailableError,
     dot,
@@ -21,7 +23,6 @@ from numnet.cuda.ops import (
     sum,
     unavailable_message,
 )
-from numnet.cuda.backward import SGD, log_softmax, loss_and_grads, softmax
 
 __all__ = [
     "sigmoid",

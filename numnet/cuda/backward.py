@@ -35,15 +35,13 @@ except Exception:  # numba-cuda missing: every op raises CudaUnavailableError fi
     BK = None
 
 
-
-
 def _rows_op(op, kernel, x):
     """Apply a row kernel along x's last axis (any shape; 0-d is one row of one value)."""
     _require_gpu(op)
     x = _read(op, "x", x)
     dtype = C.check_dtype(op, x)
     c = x.shape[x.ndim - 1] if x.ndim else 1  # not shape[-1]: the simulator's device arrays refuse it
-    rows = x.size // c if c else int(np.prod(x.shape[:x.ndim - 1], dtype=np.int64))
+    rows = x.size // c if c else int(np.prod(x.shape[: x.ndim - 1], dtype=np.int64))
     out = cuda.device_array(x.shape, dtype)
     if out.size:
         launch(kernel, launch_shape(rows))(_flat(x).reshape(rows, c), out.reshape(rows, c))
@@ -72,16 +70,21 @@ def _mean(row_sums, count, sign, dtype):
     return out
 
 
-def loss_and_grads(x: ArrayLike, target: ArrayLike, layers: Layers, hidden: Activation = "sigmoid",
-                   output: Activation = "sigmoid", loss: Loss = "mse") -> tuple[GPUArray, Grads]:
+def loss_and_grads(
+    x: ArrayLike,
+    target: ArrayLike,
+    layers: Layers,
+    hidden: Activation = "sigmoid",
+    output: Activation = "sigmoid",
+    loss: Loss = "mse",
+) -> tuple[GPUArray, Grads]:
     """The loss of ``numnet.cuda.forward(x, layers, hidden, output)`` against ``target``,
     and its gradients [(dW1, db1), ...]: numnet.loss_and_grads on the GPU (see there for
     the losses, the targets, and NaN)."""
     op = "numnet.cuda.loss_and_grads"
     _require_gpu(op)
     target_on_gpu = _is_gpu_array(target)  # a class target comes back as a host array
-    x, target, pairs, dtype, hidden, output, loss = read_network(
-        op, x, target, layers, hidden, output, loss, _read)
+    x, target, pairs, dtype, hidden, output, loss = read_network(op, x, target, layers, hidden, output, loss, _read)
     on_gpu = target_on_gpu or _on_gpu(x, target, *(a for pair in pairs for a in pair))
     n = x.shape[0]
     Ws = [_gpu(W) for W, _ in pairs]
@@ -145,8 +148,10 @@ class SGD:
     def step(self, grads: Grads) -> None:
         """p -= lr * buf for every W and b, on the GPU."""
         op = "numnet.cuda.SGD.step"
-        grads = [(_read(op, f"layer {i} dW", dW), _read(op, f"layer {i} db", db))
-                 for i, (dW, db) in enumerate(C.unpack_layers(op, grads), start=1)]
+        grads = [
+            (_read(op, f"layer {i} dW", dW), _read(op, f"layer {i} db", db))
+            for i, (dW, db) in enumerate(C.unpack_layers(op, grads), start=1)
+        ]
         C.check_grads(op, self.layers, grads)
         params = [p for pair in self.layers for p in pair]
         gradients = [g for pair in grads for g in pair]
@@ -166,9 +171,14 @@ class SGD:
             if device_p is not p:
                 p[...] = device_p.copy_to_host()
 
-
-    def train_step(self, x: ArrayLike, target: ArrayLike, hidden: Activation = "sigmoid",
-                   output: Activation = "sigmoid", loss: Loss = "mse") -> GPUArray:
+    def train_step(
+        self,
+        x: ArrayLike,
+        target: ArrayLike,
+        hidden: Activation = "sigmoid",
+        output: Activation = "sigmoid",
+        loss: Loss = "mse",
+    ) -> GPUArray:
         """loss_and_grads(x, target, layers, ...) then step(grads); returns the loss (the
         twin of numnet.SGD.train_step, here as the two calls)."""
         value, grads = loss_and_grads(x, target, self.layers, hidden, output, loss)

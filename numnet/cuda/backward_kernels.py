@@ -13,6 +13,7 @@ gives the CPU's bits too; the losses add their rows' sums in order, as the CPU d
 
 The forward pass itself is numnet.cuda.forward's, run one layer at a time.
 """
+
 from numba import cuda
 
 from numnet.cuda.kernels import fma, plain
@@ -64,6 +65,7 @@ def backprop_kernel(delta, W, y, act, out):
 
 
 # -- Losses and the softmax: a thread per row, numnet.elementwise's rows ---------------------
+
 
 @cuda.jit
 def log_softmax_kernel(x, out):

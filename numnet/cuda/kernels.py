@@ -36,6 +36,7 @@ WORK multiply-adds instead of one. A thread's rows and columns are TILE apart (r
 ty + TILE*ii, column tx + TILE*jj): a warp's reads of shared memory then fall in distinct
 banks or on one broadcast address, and its writes of the output are coalesced.
 """
+
 import math
 from fractions import Fraction
 
@@ -56,6 +57,7 @@ MAX_GRID_Y = 65535
 
 # True under Numba's CUDA simulator (NUMBA_ENABLE_CUDASIM=1), which runs kernels as Python.
 SIMULATED = cuda.jit.__module__.startswith("numba.cuda.simulator")
+
 
 def _fma_rounded_once(a, b, c):
     """a * b + c rounded once, in the dtype of a: the simulator's fma, as a GPU's fma.rn.
@@ -113,6 +115,7 @@ def _plain_on_gpu(a):
 # An array argument as numnet.elementwise's row functions take it: the array itself on a
 # GPU; in the simulator, the numpy array the CPU's compiled function can read and write.
 plain = _plain_in_simulator if SIMULATED else cuda.jit(device=True)(_plain_on_gpu)
+
 
 @cuda.jit
 def sigmoid_kernel(x, out):

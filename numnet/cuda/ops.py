@@ -15,6 +15,7 @@ named ``numnet.cuda.<op>``. Where the data lives decides where the result lives:
 Without a GPU every op raises CudaUnavailableError, which says how to run the kernels
 in Numba's CUDA simulator instead. Importing this module never needs a GPU.
 """
+
 import math
 import warnings
 
@@ -316,10 +317,7 @@ def forward(x: ArrayLike, layers: Layers, hidden: Activation = "sigmoid", output
     output = C.activation_code(op, "output", output)
     pairs = C.unpack_layers(op, layers)
     x = _read(op, "x", x)
-    pairs = [
-        (_read(op, f"layer {i} W", W), _read(op, f"layer {i} bias", b))
-        for i, (W, b) in enumerate(pairs, start=1)
-    ]
+    pairs = [(_read(op, f"layer {i} W", W), _read(op, f"layer {i} bias", b)) for i, (W, b) in enumerate(pairs, start=1)]
     arrays = [x, *(a for pair in pairs for a in pair)]
     dtype = C.check_dtype(op, *arrays)
     C.check_layers(op, x, pairs)
