@@ -10,6 +10,9 @@ The checks only read ``.shape`` and ``.dtype``, so they serve numpy arrays on th
 and numba device arrays on the GPU alike.
 """
 
+import functools
+import os
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -69,6 +72,34 @@ def as_host_array(op, name, x, floats=True):
 # checks and raises them again from its own line (``raise e.with_traceback(None)``), so
 # that a traceback shows the caller's line and the op's, not the frames of this module.
 INPUT_ERRORS = (TypeError, ValueError, IndexError)
+
+
+def raised_from_the_op(op):
+    """The public op ``op``, whose input errors show the caller's line and one line of
+    numnet's (this wrapper's) instead of every check's frame, as the CPU ops' ``try``
+    blocks do. Only an input error numnet's own code raised is shortened; any other
+    error (a bug, numba's) keeps its whole traceback."""
+
+    @functools.wraps(op)
+    def checked(*args, **kwargs):
+        try:
+            return op(*args, **kwargs)
+        except INPUT_ERRORS as e:
+            if not _raised_in_numnet(e.__traceback__):
+                raise
+            raise e.with_traceback(None)  # from here: the message says what is wrong
+
+    return checked
+
+
+def _raised_in_numnet(tb):
+    """Whether the innermost frame of a traceback is numnet's own Python code."""
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.dirname(tb.tb_frame.f_code.co_filename).startswith(_PACKAGE)
+
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__))
 
 
 def read_floats(op, **named):

@@ -30,7 +30,7 @@ from numnet.testing import assert_close
 
 from . import naive
 from .strategies import arrays, dtypes, layouts, notebook_network, notebook_neuron
-from .test_errors import BAD_INPUTS, check_bad_input
+from .test_errors import BAD_INPUTS, check_bad_input, numnet_frames
 
 f32, f64 = np.float32, np.float64
 DTYPES = [f32, f64]
@@ -496,6 +496,38 @@ def test_bad_input_gets_the_cpu_error(case):
         call(numnet.cuda)
     assert type(gpu.value) is type(cpu.value)
     assert str(gpu.value) == str(cpu.value).replace("numnet.", "numnet.cuda.", 1)
+    frames = numnet_frames(gpu.value)  # as on the CPU: one line of numnet's at most
+    assert len(frames) <= 1, [f"{f.filename}:{f.lineno} {f.name}" for f in frames]
+
+
+@needs_cuda
+def test_training_errors_show_one_frame_of_numnet():
+    layers = [(np.ones((3, 2), f32), np.ones(2, f32))]
+    x, bad_target = np.ones((4, 3), f32), np.ones((4, 3), f32)
+    for call in (
+        lambda: numnet.cuda.loss_and_grads(x, bad_target, layers),
+        lambda: numnet.cuda.SGD(layers, lr=-1.0),
+        lambda: numnet.cuda.SGD(layers, lr=0.1).step([(np.ones((2, 2), f32), np.ones(2, f32))]),
+        lambda: numnet.cuda.softmax([1, 2]),
+    ):
+        with pytest.raises((TypeError, ValueError)) as info:
+            call()
+        assert len(numnet_frames(info.value)) <= 1, numnet_frames(info.value)
+
+
+def test_other_errors_keep_their_whole_traceback():
+    """Only input errors numnet's checks raise are shortened: a bug's frames stay."""
+    from numnet import _checks as C
+
+    def broken():
+        raise ValueError("not an input error")
+
+    with pytest.raises(ValueError) as info:
+        C.raised_from_the_op(lambda: np.zeros(3).reshape(4))()
+    assert len(info.traceback) > 2  # numpy's own frames are kept
+    with pytest.raises(ValueError) as info:
+        C.raised_from_the_op(broken)()
+    assert any(entry.name == "broken" for entry in info.traceback)  # tests' code is not numnet's
 
 
 @needs_cuda

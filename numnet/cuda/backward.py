@@ -48,12 +48,14 @@ def _rows_op(op, kernel, x):
     return _result(out, _on_gpu(x))
 
 
+@C.raised_from_the_op
 def log_softmax(x: ArrayLike) -> GPUArray:
     """log(softmax(x)) over the last axis, stable; same shape and dtype as x.
     See numnet.log_softmax."""
     return _rows_op("numnet.cuda.log_softmax", BK and BK.log_softmax_kernel, x)
 
 
+@C.raised_from_the_op
 def softmax(x: ArrayLike) -> GPUArray:
     """e^x / sum(e^x) over the last axis, stable; same shape and dtype as x.
     See numnet.softmax."""
@@ -70,6 +72,7 @@ def _mean(row_sums, count, sign, dtype):
     return out
 
 
+@C.raised_from_the_op
 def loss_and_grads(
     x: ArrayLike,
     target: ArrayLike,
@@ -137,6 +140,7 @@ class SGD:
     momentum buffers live on the GPU. On a real GPU, momentum * buf + g may be fused
     into one multiply-add (one rounding where the CPU makes two)."""
 
+    @C.raised_from_the_op
     def __init__(self, layers: Layers, lr: float, momentum: float = 0.0) -> None:
         op = "numnet.cuda.SGD"
         _require_gpu(op)
@@ -145,6 +149,7 @@ class SGD:
         C.check_params(op, self.layers, on_device=_on_gpu)
         self.buffers = None
 
+    @C.raised_from_the_op
     def step(self, grads: Grads) -> None:
         """p -= lr * buf for every W and b, on the GPU."""
         op = "numnet.cuda.SGD.step"
@@ -171,6 +176,7 @@ class SGD:
             if device_p is not p:
                 p[...] = device_p.copy_to_host()
 
+    @C.raised_from_the_op
     def train_step(
         self,
         x: ArrayLike,

@@ -179,6 +179,7 @@ def launch(kernel, shape):
 # -- The ops ------------------------------------------------------------------------------
 
 
+@C.raised_from_the_op
 def sigmoid(x: ArrayLike) -> GPUArray:
     """sigma(x) = 1 / (1 + e^-x), elementwise; same shape and dtype as x.
 
@@ -195,6 +196,7 @@ def sigmoid(x: ArrayLike) -> GPUArray:
     return _result(out, _on_gpu(x))
 
 
+@C.raised_from_the_op
 def sum(x: ArrayLike) -> GPUArray:
     """The sum of every element of x: a 0-d array of its dtype.
 
@@ -227,6 +229,7 @@ def _dot_partials(a, b):
     return partial
 
 
+@C.raised_from_the_op
 def dot(a: ArrayLike, b: ArrayLike) -> GPUArray:
     """sum(a * b) over all elements of two same-shape arrays: a 0-d array of their dtype.
 
@@ -249,6 +252,7 @@ def dot(a: ArrayLike, b: ArrayLike) -> GPUArray:
     return _result(out, _on_gpu(a, b))
 
 
+@C.raised_from_the_op
 def mm(a: ArrayLike, b: ArrayLike) -> GPUArray:
     """The matrix product a @ b.  a: (n, k) @ b: (k, m) -> (n, m).
 
@@ -267,6 +271,7 @@ def mm(a: ArrayLike, b: ArrayLike) -> GPUArray:
     return _result(out, _on_gpu(a, b))
 
 
+@C.raised_from_the_op
 def neuron(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> GPUArray:
     """sigma(sum(x * w) + b): one neuron's output, shaped like its bias b (one value).
 
@@ -286,6 +291,7 @@ def neuron(x: ArrayLike, w: ArrayLike, b: ArrayLike) -> GPUArray:
     return _result(out, _on_gpu(x, w, b))
 
 
+@C.raised_from_the_op
 def linear(x: ArrayLike, W: ArrayLike, b: ArrayLike) -> GPUArray:
     """x @ W + b.  x: (n, k) @ W: (k, m) + b: (m,) or (1, m) -> (n, m), the bias added
     in the product's epilogue."""
@@ -303,6 +309,7 @@ def linear(x: ArrayLike, W: ArrayLike, b: ArrayLike) -> GPUArray:
     return _result(out, _on_gpu(x, W, b))
 
 
+@C.raised_from_the_op
 def forward(x: ArrayLike, layers: Layers, hidden: Activation = "sigmoid", output: Activation = "sigmoid") -> GPUArray:
     """f_out(... f(f(x @ W1 + b1) @ W2 + b2) ... @ WL + bL), one kernel per layer.
 
