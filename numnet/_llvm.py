@@ -114,6 +114,19 @@ def vector_add(dst, d, src, s, lanes):
     off, which would otherwise find these vectors in an unrolled scalar loop, and the loop
     vectoriser does not take a loop whose additions must stay in order. d + lanes and
     s + lanes must lie within the arrays (no bounds check)."""
+    return vector_add_product(dst, d, src, types.none, s, lanes)
+
+
+def vector_add_product(dst, d, src, factor, s, lanes):
+    """vector_add, adding src.flat[s + k] * factor.flat[s + k] when factor is an array
+    (none: src's values, as vector_add): each product a vector fmul, rounded to the
+    dtype, then the fadd (numba sets no fastmath flag, so LLVM never contracts the two
+    into an fma): the bits of summing torch's product tensor a * b, without the tensor.
+    The codegen's arguments: dst, d, src, factor, s (vector_add's: dst, d, src, s); factor:
+    a C-ordered array of src's dtype."""
+    product = not isinstance(factor, types.NoneType)
+    if product and not (isinstance(factor, types.Array) and factor.dtype == src.dtype and factor.layout == "C"):
+        return None
     if not (
         isinstance(dst, types.Array)
         and isinstance(src, types.Array)
@@ -136,9 +149,12 @@ def vector_add(dst, d, src, s, lanes):
             index = context.cast(builder, index, index_type, types.intp)
             return builder.bitcast(builder.gep(data, [index], inbounds=True), vector.as_pointer())
 
+        s_type, s_value = sig.args[-1], args[-1]  # s: the last argument
+        value = builder.load(pointer(sig.args[2], args[2], s_type, s_value), align=align)
+        if product:
+            value = builder.fmul(value, builder.load(pointer(sig.args[3], args[3], s_type, s_value), align=align))
         to = pointer(sig.args[0], args[0], sig.args[1], args[1])
-        source = pointer(sig.args[2], args[2], sig.args[3], args[3])
-        total = builder.fadd(builder.load(to, align=align), builder.load(source, align=align))
+        total = builder.fadd(builder.load(to, align=align), value)
         builder.store(total, to, align=align)
         return context.get_dummy_value()
 

@@ -73,7 +73,7 @@ import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import config, literal_unroll, prange, types
 from numba.core.imputils import impl_ret_borrowed
-from numba.extending import intrinsic, overload, register_jitable
+from numba.extending import intrinsic, overload
 
 from numnet import sums
 from numnet._jit import jit, threads
@@ -209,27 +209,19 @@ def sigmoid_kernel(x, out, threads):
         _sigmoid_loop(x, out)
 
 
-@register_jitable
-def _products(a, b):
-    """(1, n): a[i] * b[i] over flat arrays, each product rounded (no fused multiply-add)."""
-    products = np.empty(a.shape[0], a.dtype)
-    for i in range(a.shape[0]):
-        products[i] = a[i] * b[i]
-    return products.reshape(1, -1)
-
-
 @jit
 def dot_kernel(a, b, torch_threads, threads):
     """sum_i a[i] * b[i] over flat arrays, accumulated in their dtype: the products
     summed as torch.sum(a * b) sums them (numnet.sums: torch_threads and threads as
-    sums.sum_kernel takes them)."""
-    return sums.threaded_sum(_products(a, b), True, torch_threads, threads)
+    sums.sum_kernel takes them). Each product a[i] * b[i] is rounded (no fused
+    multiply-add) and added where the sum of the tensor a * b adds it: no buffer of them."""
+    return sums.threaded_sum(a.reshape(1, -1), b, True, torch_threads, threads)
 
 
 @jit
 def serial_dot_kernel(a, b, torch_threads):
     """dot_kernel on this thread alone (the same bits; nothing threaded to compile)."""
-    return sums.serial_sum(_products(a, b), True, torch_threads)
+    return sums.serial_sum(a.reshape(1, -1), b, True, torch_threads)
 
 
 @jit
@@ -237,7 +229,7 @@ def small_dot_kernel(a, b):
     """dot_kernel for fewer than sums.GRAIN values (or one torch thread): the same bits.
     The sum is compiled into it (sums.small_sum), the kernel itself into small_neuron_kernel:
     the walk-through's neuron and dot then compile the sum once."""
-    return sums.small_sum(_products(a, b), True)
+    return sums.small_sum(a.reshape(1, -1), b, True)
 
 
 # The ops call dot and neuron, which take the twin that compiles least for the size: a

@@ -65,10 +65,10 @@ import platform
 
 import numpy as np
 from numba import prange, types
-from numba.extending import intrinsic, register_jitable
+from numba.extending import intrinsic, overload, register_jitable
 
 from numnet._jit import jit, threads
-from numnet._llvm import always_inline, stack_matrix, vector_add
+from numnet._llvm import always_inline, stack_matrix, vector_add_product
 
 LARGE = 1 << 22  # values from which a sum pays for waking numnet's threads
 GRAIN = 32768  # ATen's internal::GRAIN_SIZE: below it, a sum runs on one torch thread
@@ -214,42 +214,61 @@ def _lanes(typingctx, x):
     return types.intp(x), lambda context, builder, sig, args: context.get_constant(types.intp, lanes)
 
 
+# Every kernel below sums either the values of x (y: None) or the products x[i] * y[i]
+# (y: an array laid out as x, for numnet.dot), each product rounded to the dtype as
+# torch rounds the tensor a * b, then added where x[i] would be: torch.sum(a * b)'s
+# bits without the products' buffer. numba compiles each helper once for y = None and
+# once for an array; the compiled sum is the same code as with no y at all.
+
+
+def _value(x, y, i):
+    """x[i], or x[i] * y[i] (rounded to the dtype) when y is an array."""
+
+
+@overload(_value)
+def _value_typed(x, y, i):
+    if isinstance(y, types.NoneType):
+        return lambda x, y, i: x[i]
+    return lambda x, y, i: x[i] * y[i]
+
+
 @intrinsic
-def _add_lane_vector(typingctx, acc, d, x, s):
-    """acc.flat[d:d + V] += x.flat[s:s + V], V = _lanes(x): one vector add
-    (numnet._llvm.vector_add)."""
+def _add_lane_vector(typingctx, acc, d, x, y, s):
+    """acc.flat[d:d + V] += x.flat[s:s + V] (times y.flat[s:s + V], rounded, when y is an
+    array), V = _lanes(x): one vector add (numnet._llvm.vector_add_product)."""
     if not isinstance(x, types.Array):
         return None
-    codegen = vector_add(acc, d, x, s, LANE_BYTES // (x.dtype.bitwidth // 8))
-    return None if codegen is None else (types.none(acc, d, x, s), codegen)
+    codegen = vector_add_product(acc, d, x, y, s, LANE_BYTES // (x.dtype.bitwidth // 8))
+    return None if codegen is None else (types.none(acc, d, x, y, s), codegen)
 
 
 @intrinsic
-def _add_accumulators(typingctx, acc, d, x, s):
-    """acc.flat[d:d + ACCUMULATORS] += x.flat[s:s + ACCUMULATORS]: the scalar
-    accumulators' row, as one vector add (numnet._llvm.vector_add)."""
-    codegen = vector_add(acc, d, x, s, ACCUMULATORS)
-    return None if codegen is None else (types.none(acc, d, x, s), codegen)
+def _add_accumulators(typingctx, acc, d, x, y, s):
+    """acc.flat[d:d + ACCUMULATORS] += x.flat[s:s + ACCUMULATORS] (times y's, when y is
+    an array): the scalar accumulators' row, as one vector add."""
+    codegen = vector_add_product(acc, d, x, y, s, ACCUMULATORS)
+    return None if codegen is None else (types.none(acc, d, x, y, s), codegen)
 
 
 @register_jitable
-def _add_span(acc, d, x, s, width):
-    """acc.flat[d + k] += x.flat[s + k] for k < width (acc, x: C-ordered), lane by lane,
-    as vector adds (the same additions, one instruction per vector): of LANE_BYTES when
-    width is a multiple of one, else (the scalar accumulators) of width = ACCUMULATORS
-    lanes."""
+def _add_span(acc, d, x, y, s, width):
+    """acc.flat[d + k] += x.flat[s + k] (times y.flat[s + k] when y is an array) for
+    k < width (acc, x, y: C-ordered), lane by lane, as vector adds (the same additions,
+    one instruction per vector): of LANE_BYTES when width is a multiple of one, else (the
+    scalar accumulators) of width = ACCUMULATORS lanes."""
     always_inline()
     lanes = _lanes(x)
     if width % lanes == 0:
         for k in range(0, width, lanes):
-            _add_lane_vector(acc, d + k, x, s + k)
+            _add_lane_vector(acc, d + k, x, y, s + k)
     else:
-        _add_accumulators(acc, d, x, s)
+        _add_accumulators(acc, d, x, y, s)
 
 
 @register_jitable
-def _multi_row_sum(x, lo, rows, width, acc):
-    """acc[0, k] = sum_r x[lo + r * width + k], r = 0 .. rows-1, k < width, in four levels.
+def _multi_row_sum(x, y, lo, rows, width, acc):
+    """acc[0, k] = sum_r x[lo + r * width + k] (times y's), r = 0 .. rows-1, k < width, in
+    four levels.
 
     acc: (LEVELS, width) zeros. Rows go into level 0 in blocks of 2^P; level j is added
     into level j + 1 after every 2^(jP) blocks; the levels are folded at the end.
@@ -262,19 +281,19 @@ def _multi_row_sum(x, lo, rows, width, acc):
     i = 0
     while i + step <= rows:
         for _ in range(step):
-            _add_span(acc, 0, x, lo + i * width, width)
+            _add_span(acc, 0, x, y, lo + i * width, width)
             i += 1
         for j in range(1, LEVELS):
-            _add_span(acc, j * width, acc, (j - 1) * width, width)
+            _add_span(acc, j * width, acc, None, (j - 1) * width, width)
             for k in range(width):
                 acc[j - 1, k] = zero
             if i & (mask << (j * power)) != 0:
                 break
     while i < rows:
-        _add_span(acc, 0, x, lo + i * width, width)
+        _add_span(acc, 0, x, y, lo + i * width, width)
         i += 1
     for j in range(1, LEVELS):
-        _add_span(acc, 0, acc, j * width, width)
+        _add_span(acc, 0, acc, None, j * width, width)
 
 
 @intrinsic
@@ -308,8 +327,9 @@ def _zero(acc):
 
 
 @register_jitable
-def row_sum(x, lo, hi, vectorised):
-    """sum x[lo:hi] (x contiguous) in torch's order (module docstring): with ACCUMULATORS
+def row_sum(x, y, lo, hi, vectorised):
+    """sum x[lo:hi] (x contiguous; of x[i] * y[i] when y is an array) in torch's order
+    (module docstring): with ACCUMULATORS
     vectors of V lanes when ``vectorised`` and there are at least V values, else with
     ACCUMULATORS scalars."""
     n = hi - lo
@@ -321,23 +341,23 @@ def row_sum(x, lo, hi, vectorised):
         acc = _levels(x)
         _zero(acc)
         rows = vectors // ACCUMULATORS
-        _multi_row_sum(x, lo, rows, width, acc)
+        _multi_row_sum(x, y, lo, rows, width, acc)
         for v in range(rows * ACCUMULATORS, vectors):  # left-over whole vectors
-            _add_span(acc, 0, x, lo + v * lanes, lanes)
+            _add_span(acc, 0, x, y, lo + v * lanes, lanes)
         for g in range(1, ACCUMULATORS):
-            _add_span(acc, 0, acc, g * lanes, lanes)
+            _add_span(acc, 0, acc, None, g * lanes, lanes)
         total = zero
         for i in range(lo + vectors * lanes, hi):  # the tail, then the lanes
-            total += x[i]
+            total += _value(x, y, i)
         for k in range(lanes):
             total += acc[0, k]
         return total
     acc = _scalar_levels(x)
     _zero(acc)
     rows = n // ACCUMULATORS
-    _multi_row_sum(x, lo, rows, ACCUMULATORS, acc)
+    _multi_row_sum(x, y, lo, rows, ACCUMULATORS, acc)
     for i in range(lo + rows * ACCUMULATORS, hi):
-        acc[0, 0] += x[i]
+        acc[0, 0] += _value(x, y, i)
     total = acc[0, 0]
     for g in range(1, ACCUMULATORS):
         total += acc[0, g]
@@ -345,9 +365,10 @@ def row_sum(x, lo, hi, vectorised):
 
 
 @register_jitable
-def _range_sum(rows, start, stop, vectorised):
+def _range_sum(rows, factors, start, stop, vectorised):
     """0 + the sums of the row pieces that the flat index range [start, stop) covers,
-    added in order: one torch thread's share. rows: (R, L), C-contiguous."""
+    added in order: one torch thread's share. rows: (R, L), C-contiguous; factors: None,
+    or the R * L values (1-D, C-contiguous) each of rows' values is multiplied by."""
     length = rows.shape[1]
     flat = rows.reshape(-1)
     total = rows.dtype.type(0)
@@ -355,7 +376,7 @@ def _range_sum(rows, start, stop, vectorised):
     while i < stop:
         r = i // length
         end = min(stop, (r + 1) * length)
-        total += row_sum(flat, i, end, vectorised)
+        total += row_sum(flat, factors, i, end, vectorised)
         i = end
     return total
 
@@ -372,11 +393,11 @@ def _chunk_bounds(n, torch_threads):
 
 
 @register_jitable
-def _chunk_sums(rows, partial, chunks, size, vectorised):
+def _chunk_sums(rows, factors, partial, chunks, size, vectorised):
     """partial[c] = chunk c's sum (the thread slots torch fills), on numnet's threads."""
     n = rows.size
     for c in prange(chunks):
-        partial[c] = _range_sum(rows, c * size, min(n, (c + 1) * size), vectorised)
+        partial[c] = _range_sum(rows, factors, c * size, min(n, (c + 1) * size), vectorised)
 
 
 _chunk_sums_parallel = jit(parallel=True)(_chunk_sums)
@@ -386,16 +407,18 @@ _chunk_sums_parallel = jit(parallel=True)(_chunk_sums)
 # kernels that call it (a kernel called from another compiles, and is cached, once more),
 # and the @jit kernel for the ops.
 @register_jitable
-def serial_sum(rows, vectorised, torch_threads):
+def serial_sum(rows, factors, vectorised, torch_threads):
     """The sum of every value of rows: (R, L), C-contiguous, each row one of torch's rows
     (R = 1 for a contiguous array), in the order torch.sum gives with ``torch_threads``
-    threads, computed on this thread."""
+    threads, computed on this thread. factors: None; or for numnet.dot, an array of
+    rows.size values (1-D, C-contiguous): then the sum of the products
+    rows.flat[i] * factors[i], each rounded, as torch.sum sums the tensor of them."""
     n = rows.size
     if n < GRAIN or torch_threads == 1:
-        return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
+        return rows.dtype.type(0) + _range_sum(rows, factors, 0, n, vectorised)
     chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
-    _chunk_sums(rows, partial, chunks, size, vectorised)
+    _chunk_sums(rows, factors, partial, chunks, size, vectorised)
     return _fold(partial)
 
 
@@ -405,23 +428,23 @@ serial_sum_kernel = jit(serial_sum)
 @register_jitable
 def _fold(partial):
     """The second pass: 0 + the T-long buffer of chunk sums, summed as a contiguous row."""
-    return partial.dtype.type(0) + row_sum(partial, 0, partial.shape[0], True)
+    return partial.dtype.type(0) + row_sum(partial, None, 0, partial.shape[0], True)
 
 
 @register_jitable
-def threaded_sum(rows, vectorised, torch_threads, threads):
+def threaded_sum(rows, factors, vectorised, torch_threads, threads):
     """serial_sum's sum, torch's chunks on numnet's ``threads`` threads
     (numnet._jit.threads) when there are several: the same bits. serial_sum's steps,
     written out rather than called: a call would compile and link a copy of them."""
     n = rows.size
     if n < GRAIN or torch_threads == 1:
-        return rows.dtype.type(0) + _range_sum(rows, 0, n, vectorised)
+        return rows.dtype.type(0) + _range_sum(rows, factors, 0, n, vectorised)
     chunks, size = _chunk_bounds(n, torch_threads)
     partial = np.zeros(torch_threads, rows.dtype)
     if threads > 1 and chunks > 1:
-        _chunk_sums_parallel(rows, partial, chunks, size, vectorised)
+        _chunk_sums_parallel(rows, factors, partial, chunks, size, vectorised)
     else:
-        _chunk_sums(rows, partial, chunks, size, vectorised)
+        _chunk_sums(rows, factors, partial, chunks, size, vectorised)
     return _fold(partial)
 
 
@@ -429,10 +452,10 @@ sum_kernel = jit(threaded_sum)
 
 
 @register_jitable
-def small_sum(rows, vectorised):
+def small_sum(rows, factors, vectorised):
     """serial_sum for a sum torch does not split (fewer than GRAIN values, or one
     torch thread): a small sum then compiles only this (a few seconds less on a first run)."""
-    return rows.dtype.type(0) + _range_sum(rows, 0, rows.size, vectorised)
+    return rows.dtype.type(0) + _range_sum(rows, factors, 0, rows.size, vectorised)
 
 
 small_sum_kernel = jit(small_sum)
@@ -449,12 +472,12 @@ def total(rows, vectorised, count=None):
     it: the same bits. count: torch's thread count (None: torch_threads(), read only for
     a sum long enough to be split)."""
     if unsplit(rows.size, count):
-        return small_sum_kernel(rows, vectorised)
+        return small_sum_kernel(rows, None, vectorised)
     count = count or torch_threads()
     threads = numnet_threads(rows.size)
     if threads == 1:
-        return serial_sum_kernel(rows, vectorised, count)
-    return sum_kernel(rows, vectorised, count, threads)
+        return serial_sum_kernel(rows, None, vectorised, count)
+    return sum_kernel(rows, None, vectorised, count, threads)
 
 
 def numnet_threads(n):

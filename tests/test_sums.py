@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import numnet
+from numnet import kernels as K
 from numnet import sums
 from tests import naive
 
@@ -58,8 +59,8 @@ def test_the_notebook_order_of_five():
 def test_numnet_threads_never_change_the_bits():
     x = mixed(300001, np.float32)
     rows, vectorised = sums.order_rows(x)
-    one = sums.sum_kernel(rows, vectorised, 2, 1)
-    two = sums.sum_kernel(rows, vectorised, 2, 2)
+    one = sums.sum_kernel(rows, None, vectorised, 2, 1)
+    two = sums.sum_kernel(rows, None, vectorised, 2, 2)
     assert bits(one, np.float32) == bits(two, np.float32) == numnet.sum(x, torch_threads=2).tobytes()
 
 
@@ -72,6 +73,19 @@ def test_dot_rounds_each_product_then_sums_in_order(dtype):
     b = mixed(24, dtype, 5).reshape(2, 3, 4)
     assert numnet.dot(a, b).tobytes() == numnet.sum((a * b).reshape(-1)).tobytes()
     assert numnet.dot(np.asfortranarray(a), b).tobytes() == numnet.dot(a, b).tobytes()  # C order
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dot_multiplies_inside_the_sum_on_any_threads(dtype):
+    # dot feeds each rounded product into the sum's additions (no buffer of products):
+    # the bits of summing a * b, for torch's chunks (T = 2, 3) on numnet's 1 or 2 threads.
+    n = 3 * sums.GRAIN + 13
+    a, b = mixed(n, dtype, 3), mixed(n, dtype, 4)
+    for t in (2, 3):
+        expected = numnet.sum(a * b, torch_threads=t).tobytes()
+        assert bits(K.serial_dot_kernel(a, b, t), dtype) == expected
+        for threads in (1, 2):
+            assert bits(K.dot_kernel(a, b, t, threads), dtype) == expected
 
 
 def test_layouts_sum_in_memory_order():
