@@ -45,7 +45,9 @@ cost about as much as the product, and for shallow b, whose panels stay in the L
 (``rows_pay``); large square products keep the blocked kernel.
 
 Products with fewer than BLOCKED_MIN multiply-adds, or fewer rows than MR, take the plain
-loops (``_mm_loops``): packing would cost them more than it saves. A small network runs
+loops (``_mm_loops``) when called through the ops: packing would cost them more than it
+saves, and they then compile only the loops. Compiled callers of ``_mm`` (the training
+step, the backward products) take the row product from ROWS_MIN multiply-adds. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
 numnet.forward runs a large one layer by layer through ``linear_act_kernel``.
 The tile is MR = 6 rows by four vectors of columns, 24 accumulators in registers, with 4
@@ -289,6 +291,13 @@ PANELS_PER_BLOCK = 8  # blocked product: at most this many MR-row panels per blo
 ROWS_MAX = 512
 ROWS_PANEL_BYTES = 1 << 18
 BLOCKED_MIN = 48**3  # multiply-adds (n*k*m) from which the blocked product pays off
+# Inside compiled code (_mm: the training step, the backward products) the row product is
+# already compiled, and pays from far fewer multiply-adds than BLOCKED_MIN: the plain
+# loops carry each output through memory, p after p, which a narrow product (a 10-class
+# layer) waits on. Measured here (Zen 4, one thread, float32, loops / rows, us): 64x64x10
+# 18.0 / 4.2; 64x10x64 9.2 / 2.2; 64x128x64 41 / 12; 32x32x32 5.1 / 4.1; 16x16x16 1.2 /
+# 1.0; 8x8x8 0.6 / 0.9 (float64: 32x32x32 13.8 / 3.3, 100x5x7 3.7 / 5.0).
+ROWS_MIN = 1 << 13
 # The threads prange runs on, to split the rows evenly between them. A constant: calling
 # numba.get_num_threads() in a kernel would keep numba from caching it. Only the split
 # depends on it, never a result.
@@ -657,11 +666,19 @@ def _c_ordered(b):
     return _as_c_order(copy)
 
 
+@jit(inline="always")
+def _loops_pay(n, k, m):
+    """True when _mm should take the plain loops: fewer rows than MR, or fewer
+    multiply-adds than ROWS_MIN (else the row or the blocked product)."""
+    return n < MR or n * k * m < ROWS_MIN
+
+
 @jit
 def _mm(a, b, bias, out, act, threads):
-    """out = f(a @ b + bias): the plain loops for small products, else the blocked one,
-    on every core if ``threads`` (numnet._jit.threads()) allows more than one."""
-    if loops_suffice(a.shape[0], a.shape[1], b.shape[1]):
+    """out = f(a @ b + bias): the plain loops for tiny products, the row product for
+    few rows, else the blocked one, on every core if ``threads``
+    (numnet._jit.threads()) allows more than one."""
+    if _loops_pay(a.shape[0], a.shape[1], b.shape[1]):
         _mm_loops(a, b, bias, out, act)
     elif rows_pay(a.shape[0], a.shape[1]):
         if threads > 1:
