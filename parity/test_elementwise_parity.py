@@ -3,26 +3,12 @@ numnet's own algorithms for float64 e^x, log and tanh) against torch's, element 
 element, within numnet.testing's stated ULP counts: EXP_ULP and LOG_ULP per
 implementation (so twice that between two), TANH_ULP between two."""
 
-import numba
 import numpy as np
 import pytest
 import torch
 
-from numnet import elementwise
 from numnet.testing import EXP_ULP, LOG_ULP, TANH_ULP, compare
-
-
-@numba.njit
-def _each(name, x):
-    out = np.empty_like(x)
-    for i in range(x.shape[0]):
-        if name == 0:
-            out[i] = elementwise.exp(x[i])
-        elif name == 1:
-            out[i] = elementwise.log(x[i])
-        else:
-            out[i] = elementwise.tanh(x[i])
-    return out
+from tests.test_activations import _each  # exp, log or tanh (0, 1, 2) of each element
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
