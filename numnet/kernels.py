@@ -240,7 +240,7 @@ def dot(a, b, torch_threads):
     """dot_kernel, or a twin with the same bits that compiles less, as its size allows."""
     if sums.unsplit(a.shape[0], torch_threads):
         return small_dot_kernel(a, b)
-    torch_threads = torch_threads or sums.torch_threads()
+    torch_threads = torch_threads or sums.default_threads()
     threads = sums.numnet_threads(a.shape[0])
     return serial_dot_kernel(a, b, torch_threads) if threads == 1 else dot_kernel(a, b, torch_threads, threads)
 
@@ -250,7 +250,7 @@ def neuron(x, w, b, out, torch_threads):
     if sums.unsplit(x.shape[0], torch_threads):
         small_neuron_kernel(x, w, b, out)
     else:
-        neuron_kernel(x, w, b, out, torch_threads or sums.torch_threads())
+        neuron_kernel(x, w, b, out, torch_threads or sums.default_threads())
 
 
 @jit(inline="always")

@@ -56,6 +56,10 @@ def sum(x: ArrayLike, torch_threads: int | None = None) -> Array:
     array(6., dtype=float32)
     """
     op = "numnet.sum"
+    # A numpy float array in C order with torch's own thread count, the usual call: straight
+    # to the kernels, with nothing to check (S.total says why this path is kept short).
+    if type(x) is np.ndarray and torch_threads is None and x.flags.c_contiguous and x.dtype in C.FLOAT_DTYPES:
+        return np.array(S.total(x.reshape(1, -1)), x.dtype)
     try:
         x = C.read_floats(op, x=x)
         threads = _torch_threads(op, torch_threads)
