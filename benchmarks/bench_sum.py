@@ -42,7 +42,8 @@ def main(argv=None):
     t = torch.from_numpy(x)
     threads = torch.get_num_threads()
     calls = {
-        "numnet": lambda: numnet.sum(x, torch_threads=threads),
+        # As a user calls it: torch's own thread count unless --torch-threads changed it.
+        "numnet": (lambda: numnet.sum(x, torch_threads=threads)) if args.torch_threads else (lambda: numnet.sum(x)),
         "torch": lambda: torch.sum(t),
         "numpy": lambda: np.sum(x),
     }
