@@ -71,6 +71,8 @@ source for the CPU (here) and the GPU (numnet.cuda): float32 e^x is glibc's expf
 e^x, log and tanh are numnet's own algorithms, so both devices give the same bits.
 """
 
+from pathlib import Path
+
 import numpy as np
 from llvmlite import binding as llvm_binding
 from numba import config, literal_unroll, prange, types
@@ -139,6 +141,17 @@ VECTOR_BITS = 512 if _compiles_avx512() else 256
 MR = 6
 TILE_BYTES = 4 * VECTOR_BITS // 8
 
+
+# The order of the loops in a step p of the register tile. Row by row (one broadcast of
+# a, then a row of b's NR values) LLVM keeps 24 accumulators, 4 vectors of b and one
+# broadcast in the 32 vector registers; column by column (a vector of b, then MR
+# broadcasts) it held all six broadcasts and three vectors of b at once and spilled an
+# accumulator every step (measured on an Intel Xeon, mm 1024 float32, two threads: 264
+# GFLOP/s before, 306 after). But LLVM unrolls a row shorter than ROWS_FIRST_MIN values
+# completely before it vectorises, and then left it scalar (float64's 32 columns, the
+# narrow tile's 16): those keep the columns first. Either way each accumulator gets its
+# terms in order: the same bits.
+ROWS_FIRST_MIN = 64
 
 NARROW_ROWS = 4 * MR  # rows of the one-vector tile of a narrow last panel (_narrow_row_kernel)
 
@@ -275,13 +288,34 @@ def neuron_kernel(x, w, b, out, torch_threads):
 
 # -- the matrix product ---------------------------------------------------------------------
 
+
+def _l2_bytes():
+    """The L2 cache of one core, in bytes, as Linux reports it; 0 where it does not."""
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+        except (OSError, ValueError):
+            return 0
+    return 0
+
+
 # Blocked product: the most depth of a slice of a (k is cut in equal slices of at most KC).
 # Each output tile is carried in registers through a whole slice and goes to memory and
-# back between slices, so long slices pay; a thread's block of a, PANELS_PER_BLOCK * MR
-# rows by KC, still fits its L2 cache (1 MiB here) in float32. Measured on this machine
-# (GFLOP/s, mm 2048 / linear 4096x784 -> 256): KC = 256: 165 / 147; 2048: 190 / 167.
+# back between slices, so long slices pay. Measured on an AMD EPYC (Zen 4; GFLOP/s, mm
+# 2048 / linear 4096x784 -> 256): KC = 256: 165 / 147; 2048: 190 / 167; on an Intel Xeon
+# (mm 1024, two threads): 256: 266; 512: 293; 2048: 306.
 KC = 2048
-PANELS_PER_BLOCK = 8  # blocked product: at most this many MR-row panels per block of a
+# Blocked product: at most this many MR-row panels per block of a. A thread sweeps every
+# panel of b once per block, each panel brought from the L3 cache into its L2, so larger
+# blocks read b fewer times, as long as the block of a stays in the L2 cache beside the
+# panel of b. Only the speed depends on it, never a bit of a result. Measured (mm 1024
+# float32, two threads, GFLOP/s): an AMD EPYC with 1 MiB of L2 a core: 8 panels 156-158,
+# 4 panels 173-175 but worse at 2048 (8: 142-144, 4: 116-123); an Intel Xeon with 2 MiB:
+# 8 panels 293-336, 16: 318-319, 32: 322-371 (float64: 131 and 161).
+PANELS_PER_BLOCK = 32 if _l2_bytes() >= 2 << 20 else 8
 # Which products read b in place (_mm_by_rows) rather than packing it (_mm_by_blocks): those
 # with at most ROWS_MAX rows, where packing b costs as much as the product, and those
 # whose panels of b (k rows of NR values, read from the L2 cache by every tile of rows)
@@ -449,11 +483,18 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
     for j in range(nr):
         for i in range(MR):
             acc[i, j] = zero if first else tile[i, j]
-    for p in range(kc):
-        for j in range(nr):
-            b_pj = b_panel[p0 + p, j]
+    if nr >= ROWS_FIRST_MIN:  # the same sums in the same order either way (see ROWS_FIRST_MIN)
+        for p in range(kc):
             for i in range(MR):
-                acc[i, j] = fma(a_panel[p, i], b_pj, acc[i, j])
+                a_pi = a_panel[np.uint64(p), i]
+                for j in range(nr):
+                    acc[i, j] = fma(a_pi, b_panel[np.uint64(p0 + p), j], acc[i, j])
+    else:
+        for p in range(kc):
+            for j in range(nr):
+                b_pj = b_panel[np.uint64(p0 + p), j]
+                for i in range(MR):
+                    acc[i, j] = fma(a_panel[np.uint64(p), i], b_pj, acc[i, j])
     for j in range(nr):
         for i in range(MR):
             tile[i, j] = acc[i, j]
@@ -540,11 +581,18 @@ def _row_sums(a, i0, b, j0, acc, tile):
         for i in range(rows):
             acc[i, j] = zero
     last = n - 1
-    for p in range(k):
-        for j in range(nr):
-            b_pj = b[p, np.uint64(j0 + j)]
+    if nr >= ROWS_FIRST_MIN:  # as in _micro_kernel
+        for p in range(k):
             for i in range(rows):
-                acc[i, j] = fma(a[np.uint64(min(i0 + i, last)), p], b_pj, acc[i, j])
+                a_ip = a[np.uint64(min(i0 + i, last)), np.uint64(p)]
+                for j in range(nr):
+                    acc[i, j] = fma(a_ip, b[np.uint64(p), np.uint64(j0 + j)], acc[i, j])
+    else:
+        for p in range(k):
+            for j in range(nr):
+                b_pj = b[np.uint64(p), np.uint64(j0 + j)]
+                for i in range(rows):
+                    acc[i, j] = fma(a[np.uint64(min(i0 + i, last)), np.uint64(p)], b_pj, acc[i, j])
     for j in range(nr):
         for i in range(rows):
             tile[i, j] = acc[i, j]
