@@ -161,6 +161,53 @@ def vector_add_product(dst, d, src, factor, s, lanes):
     return codegen
 
 
+def vector_fma(dst, d, x, src, s, lanes):
+    """An intrinsic's codegen for dst.flat[d + k] = fma(x, src.flat[s + k], dst.flat[d + k]),
+    k < ``lanes`` (an int), as one vector: x broadcast, a vector load of src and of dst,
+    one llvm.fma (a vfmadd), one store; its arguments are dst, d, x, src, s. Each lane is
+    the scalar fma, rounded once: the bits of the scalar loop, whatever LLVM would have
+    made of it. The products' register tiles are written with it: a stack array
+    (stack_matrix) read and written as whole vectors at constant offsets stays in vector
+    registers, where a scalar loop left LLVM to choose the order of the loops, and for
+    some shapes it spilled or did not vectorise at all. None if the types do not fit
+    (dst, src: C-ordered arrays of one float dtype, x a scalar of it; d, s: integers).
+    d + lanes and s + lanes must lie within the arrays (no bounds check)."""
+    if not (
+        isinstance(dst, types.Array)
+        and isinstance(src, types.Array)
+        and dst.dtype == src.dtype == x
+        and isinstance(x, types.Float)
+        and dst.layout == "C"
+        and src.layout == "C"
+        and isinstance(d, types.Integer)
+        and isinstance(s, types.Integer)
+    ):
+        return None
+
+    def codegen(context, builder, sig, args):
+        dst_type, d_type, _, src_type, s_type = sig.args[:5]
+        dst_value, d_value, x_value, src_value, s_value = args[:5]
+        item = context.get_data_type(x)
+        align = context.get_abi_sizeof(item)
+        vector = ir.VectorType(item, lanes)
+
+        def pointer(array_type, array, index_type, index):
+            data = make_array(array_type)(context, builder, array).data
+            index = context.cast(builder, index, index_type, types.intp)
+            return builder.bitcast(builder.gep(data, [index], inbounds=True), vector.as_pointer())
+
+        spread = builder.insert_element(ir.Constant(vector, ir.Undefined), x_value, ir.Constant(ir.IntType(32), 0))
+        spread = builder.shuffle_vector(spread, spread, ir.Constant(ir.VectorType(ir.IntType(32), lanes), None))
+        row = builder.load(pointer(src_type, src_value, s_type, s_value), align=align)
+        to = pointer(dst_type, dst_value, d_type, d_value)
+        name = f"llvm.fma.v{lanes}f{x.bitwidth}"  # llvmlite's builder.fma takes scalars only
+        fused = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vector, [vector] * 3), name)
+        builder.store(builder.call(fused, [spread, row, builder.load(to, align=align)]), to, align=align)
+        return context.get_dummy_value()
+
+    return codegen
+
+
 @intrinsic
 def always_inline(typingctx):
     """Have LLVM inline the calling function into every caller (the LLVM attribute

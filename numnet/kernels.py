@@ -81,7 +81,7 @@ from numba.extending import intrinsic, overload
 
 from numnet import sums
 from numnet._jit import jit, threads
-from numnet._llvm import fma, no_inline, prefer_vector_bits, stack_matrix
+from numnet._llvm import fma, no_inline, prefer_vector_bits, stack_matrix, vector_fma
 
 # -- LLVM primitives -------------------------------------------------------------------
 
@@ -142,17 +142,6 @@ MR = 6
 TILE_BYTES = 4 * VECTOR_BITS // 8
 
 
-# The order of the loops in a step p of the register tile. Row by row (one broadcast of
-# a, then a row of b's NR values) LLVM keeps 24 accumulators, 4 vectors of b and one
-# broadcast in the 32 vector registers; column by column (a vector of b, then MR
-# broadcasts) it held all six broadcasts and three vectors of b at once and spilled an
-# accumulator every step (measured on an Intel Xeon, mm 1024 float32, two threads: 264
-# GFLOP/s before, 306 after). But LLVM unrolls a row shorter than ROWS_FIRST_MIN values
-# completely before it vectorises, and then left it scalar (float64's 32 columns, the
-# narrow tile's 16): those keep the columns first. Either way each accumulator gets its
-# terms in order: the same bits.
-ROWS_FIRST_MIN = 64
-
 NARROW_ROWS = 4 * MR  # rows of the one-vector tile of a narrow last panel (_narrow_row_kernel)
 
 
@@ -164,6 +153,16 @@ def _narrow_register_tile(typingctx, like):
         return None
     tile, codegen = stack_matrix(like.dtype, NARROW_ROWS, TILE_BYTES // 4 // (like.dtype.bitwidth // 8))
     return tile(like), codegen
+
+
+@intrinsic
+def _fma_vector(typingctx, dst, d, x, src, s, bits):
+    """dst.flat[d + k] = fma(x, src.flat[s + k], dst.flat[d + k]) for the k < bits / itemsize
+    lanes of one vector (numnet._llvm.vector_fma): a step of a register tile's row."""
+    if not isinstance(bits, types.IntegerLiteral) or not isinstance(x, types.Float):
+        return None
+    codegen = vector_fma(dst, d, x, src, s, bits.literal_value // x.bitwidth)
+    return None if codegen is None else types.none(dst, d, x, src, s, bits), codegen
 
 
 def tile_columns(dtype):
@@ -483,18 +482,12 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
     for j in range(nr):
         for i in range(MR):
             acc[i, j] = zero if first else tile[i, j]
-    if nr >= ROWS_FIRST_MIN:  # the same sums in the same order either way (see ROWS_FIRST_MIN)
-        for p in range(kc):
-            for i in range(MR):
-                a_pi = a_panel[np.uint64(p), i]
-                for j in range(nr):
-                    acc[i, j] = fma(a_pi, b_panel[np.uint64(p0 + p), j], acc[i, j])
-    else:
-        for p in range(kc):
-            for j in range(nr):
-                b_pj = b_panel[np.uint64(p0 + p), j]
-                for i in range(MR):
-                    acc[i, j] = fma(a_panel[np.uint64(p), i], b_pj, acc[i, j])
+    lanes = nr // 4
+    for p in range(kc):
+        for i in range(MR):  # acc[i, :] = fma(a_panel[p, i], b_panel[p0 + p, :], acc[i, :])
+            a_pi = a_panel[np.uint64(p), i]
+            for v in range(4):
+                _fma_vector(acc, i * nr + v * lanes, a_pi, b_panel, np.uint64((p0 + p) * nr + v * lanes), VECTOR_BITS)
     for j in range(nr):
         for i in range(MR):
             tile[i, j] = acc[i, j]
@@ -581,18 +574,14 @@ def _row_sums(a, i0, b, j0, acc, tile):
         for i in range(rows):
             acc[i, j] = zero
     last = n - 1
-    if nr >= ROWS_FIRST_MIN:  # as in _micro_kernel
-        for p in range(k):
-            for i in range(rows):
-                a_ip = a[np.uint64(min(i0 + i, last)), np.uint64(p)]
-                for j in range(nr):
-                    acc[i, j] = fma(a_ip, b[np.uint64(p), np.uint64(j0 + j)], acc[i, j])
-    else:
-        for p in range(k):
-            for j in range(nr):
-                b_pj = b[np.uint64(p), np.uint64(j0 + j)]
-                for i in range(rows):
-                    acc[i, j] = fma(a[np.uint64(min(i0 + i, last)), np.uint64(p)], b_pj, acc[i, j])
+    m = b.shape[1]
+    vectors = 4 if rows == MR else 1  # a row of the full tile, of the narrow one (constants)
+    lanes = nr // vectors
+    for p in range(k):
+        for i in range(rows):  # acc[i, :] = fma(a[r_i, p], b[p, j0:j0 + nr], acc[i, :])
+            a_ip = a[np.uint64(min(i0 + i, last)), np.uint64(p)]
+            for v in range(vectors):
+                _fma_vector(acc, i * nr + v * lanes, a_ip, b, np.uint64(p * m + j0 + v * lanes), VECTOR_BITS)
     for j in range(nr):
         for i in range(rows):
             tile[i, j] = acc[i, j]
