@@ -139,10 +139,11 @@ def _compiles_avx512():
 # columns, four vectors to a row, 24 accumulators in all.
 VECTOR_BITS = 512 if _compiles_avx512() else 256
 MR = 6
-TILE_BYTES = 4 * VECTOR_BITS // 8
+VECTORS = 4 if VECTOR_BITS == 512 else 2  # vectors to a row of the tile: 32 registers, or 16
+TILE_BYTES = VECTORS * VECTOR_BITS // 8
 
 
-NARROW_ROWS = 4 * MR  # rows of the one-vector tile of a narrow last panel (_narrow_row_kernel)
+NARROW_ROWS = VECTORS * MR  # rows of the one-vector tile of a narrow last panel (_narrow_row_kernel)
 
 
 @intrinsic
@@ -151,7 +152,7 @@ def _narrow_register_tile(typingctx, like):
     accumulators of one vector each, as many as the full tile has."""
     if not isinstance(like, types.Array):
         return None
-    tile, codegen = stack_matrix(like.dtype, NARROW_ROWS, TILE_BYTES // 4 // (like.dtype.bitwidth // 8))
+    tile, codegen = stack_matrix(like.dtype, NARROW_ROWS, TILE_BYTES // VECTORS // (like.dtype.bitwidth // 8))
     return tile(like), codegen
 
 
@@ -436,10 +437,16 @@ def _mm_loops(a, b, bias, out, act):
 def _pack_b(b, j0, panel):
     """panel[p, j] = b[p, j0 + j], zero past b's last column.  panel: (k, NR)."""
     k, m = b.shape
+    nr = panel.shape[1]
     zero = panel.dtype.type(0)
-    for p in range(k):
-        for j in range(panel.shape[1]):
-            panel[p, j] = b[p, j0 + j] if j0 + j < m else zero
+    if j0 + nr <= m:  # a whole panel: plain row copies, which LLVM vectorises
+        for p in range(k):
+            for j in range(nr):
+                panel[p, j] = b[p, np.uint64(j0 + j)]
+    else:
+        for p in range(k):
+            for j in range(nr):
+                panel[p, j] = b[p, j0 + j] if j0 + j < m else zero
 
 
 @jit(inline="always")
@@ -482,11 +489,11 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
     for j in range(nr):
         for i in range(MR):
             acc[i, j] = zero if first else tile[i, j]
-    lanes = nr // 4
+    lanes = nr // VECTORS
     for p in range(kc):
         for i in range(MR):  # acc[i, :] = fma(a_panel[p, i], b_panel[p0 + p, :], acc[i, :])
             a_pi = a_panel[np.uint64(p), i]
-            for v in range(4):
+            for v in range(VECTORS):
                 _fma_vector(acc, i * nr + v * lanes, a_pi, b_panel, np.uint64((p0 + p) * nr + v * lanes), VECTOR_BITS)
     for j in range(nr):
         for i in range(MR):
@@ -575,7 +582,7 @@ def _row_sums(a, i0, b, j0, acc, tile):
             acc[i, j] = zero
     last = n - 1
     m = b.shape[1]
-    vectors = 4 if rows == MR else 1  # a row of the full tile, of the narrow one (constants)
+    vectors = VECTORS if rows == MR else 1  # a row of the full tile, of the narrow one (constants)
     lanes = nr // vectors
     for p in range(k):
         for i in range(rows):  # acc[i, :] = fma(a[r_i, p], b[p, j0:j0 + nr], acc[i, :])
@@ -623,8 +630,8 @@ def _mm_by_rows(a, b, bias, out, act):
     nr = TILE_BYTES // out.itemsize
     whole = m // nr  # panels read in place
     b_panels = (m + nr - 1) // nr
-    narrow = m - whole * nr <= nr // 4
-    tail = np.zeros((k, nr // 4 if narrow else nr), dtype)  # b's last, partial panel, zero-padded
+    narrow = m - whole * nr <= nr // VECTORS
+    tail = np.zeros((k, nr // VECTORS if narrow else nr), dtype)  # b's last, partial panel, zero-padded
     for p in range(k):
         for j in range(m - whole * nr):
             tail[p, j] = b[p, whole * nr + j]
@@ -643,7 +650,7 @@ def _mm_by_rows(a, b, bias, out, act):
                     _row_kernel(a, q * MR, _as_c_order(tail), 0, tile)
                 _write_tile(tile, out, q * MR, jp * nr, row, act)
         else:
-            tile = np.empty((NARROW_ROWS, nr // 4), dtype)
+            tile = np.empty((NARROW_ROWS, nr // VECTORS), dtype)
             groups = (n + NARROW_ROWS - 1) // NARROW_ROWS
             for q in range(share * groups // shares, (share + 1) * groups // shares):
                 _narrow_row_kernel(a, q * NARROW_ROWS, _as_c_order(tail), tile)

@@ -193,10 +193,15 @@ KERNEL_SHAPES = {
         (16, 784, 2 * NR[f32]),
         (K.MR * K.PANELS_PER_BLOCK + 1, 33, 2 * NR[f32] - 1),
         (97, 1, 10),
-        (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // 4),
-        (30, 40, NR[f32] + NR[f32] // 4 + 1),
+        (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // K.VECTORS),
+        (30, 40, NR[f32] + NR[f32] // K.VECTORS + 1),
     ],
-    f64: [(K.MR + 1, 300, NR[f64] + 1), (16, 200, 2 * NR[f64]), (49, 65, 10), (K.NARROW_ROWS - 1, 20, NR[f64] // 4)],
+    f64: [
+        (K.MR + 1, 300, NR[f64] + 1),
+        (16, 200, 2 * NR[f64]),
+        (49, 65, 10),
+        (K.NARROW_ROWS - 1, 20, NR[f64] // K.VECTORS),
+    ],
 }
 
 
