@@ -266,7 +266,7 @@ class SGD:
                     dtype(self.lr),
                     dtype(self.momentum),
                     first,
-                    K.product_threads(len(x), *widest.shape),
+                    K.step_threads(len(x), *widest.shape),
                 )
             except Exception:  # argument types it was not written for (a dtype mix, ...)
                 done = False

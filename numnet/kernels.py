@@ -27,12 +27,13 @@ high-performance matrix multiplication", 2008), written as plain loops:
   copies its block of a, a slice at most KC columns deep (k is cut in equal slices),
   into panels MR rows high (``_pack_a``), which then stay in its L2 cache while it
   sweeps every panel of b;
-- ``_micro_kernel`` computes an MR x NR tile of the output: per step p one row of the b
-  panel (NR values) times MR values of the a panel, added into MR*NR accumulators. They
-  live in a stack array indexed only by constants once LLVM has unrolled the loops, so
-  LLVM keeps them in vector registers; the j loop is what LLVM vectorises (an NR-wide row
-  is four vectors: 512-bit ones on AVX-512 CPUs, 64 float32 or 32 float64, else 256-bit
-  ones, 32 or 16).
+- ``_micro_kernel`` computes an MR x NR tile of the output: per step p, for each of its
+  MR rows, one value of the a panel broadcast times the b panel's row (NR values), added
+  into that row's accumulators, one vector fma at a time (``_fma_vector``). They live in
+  a stack array indexed only by constants once LLVM has unrolled the loops over rows and
+  vectors, so LLVM keeps them in vector registers. A row is VECTORS vectors: four
+  512-bit ones on AVX-512 CPUs (64 float32 or 32 float64), else two 256-bit ones (16 or
+  8), so that the accumulators take 24 of 32 vector registers, or 12 of 16.
 - the bias and the activation are applied as each finished tile is written out (the
   epilogue), so linear and forward make no pass over their output after the product.
 
@@ -44,23 +45,28 @@ layer's batch, the backward pass's products), where packing all of b on every ca
 cost about as much as the product, and for shallow b, whose panels stay in the L2 cache
 (``rows_pay``); large square products keep the blocked kernel.
 
-Products with fewer than BLOCKED_MIN multiply-adds, or fewer rows than MR, take the plain
-loops (``_mm_loops``) when called through the ops: packing would cost them more than it
-saves, and they then compile only the loops. Compiled callers of ``_mm`` (the training
-step, the backward products) take the row product from ROWS_MIN multiply-adds. A small network runs
+Products with fewer than ROWS_MIN multiply-adds, or fewer rows than MR, take the plain
+loops (``_mm_loops``), through the ops as in compiled callers of ``_mm`` (the training
+step, the backward products); the others take the row or the blocked product. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
 numnet.forward runs a large one layer by layer through ``linear_act_kernel``.
-The tile is MR = 6 rows by four vectors of columns, 24 accumulators in registers, with 4
-row vectors of b and 6 broadcasts of a: 24 fused multiply-adds per step, no spills. LLVM
-prefers 256-bit vectors on AVX-512 CPUs; the micro-kernel asks for 512-bit ones there
+The tile is MR = 6 rows by four vectors of columns (two with 256-bit vectors), 24
+accumulators in registers, with 4 row vectors of b and one broadcast of a at a time: 24
+fused multiply-adds per step, no spills. The step is written a vector at a time
+(numnet._llvm.vector_fma) rather than as scalar loops for LLVM to vectorise: from those
+LLVM picked the order of the loops, and held all six broadcasts and three vectors of b
+at once (an accumulator spilled every step: float32 264 GFLOP/s instead of 306, mm 1024
+on two cores of an Intel Xeon), or unrolled a short row completely before vectorising
+and left it scalar (float64 rows, the narrow tile). LLVM prefers 256-bit vectors on
+AVX-512 CPUs; the micro-kernel asks for 512-bit ones there
 (numnet._llvm.prefer_vector_bits, VECTOR_BITS, chosen at import for the CPU numba
 compiles for) and is kept out of its callers (no_inline), which keep LLVM's choice.
-Measured on an AMD EPYC (Zen 4, one thread, mm 1024, best of 9): float32 87-89 GFLOP/s
-with either width, float64 47-48 with 512-bit vectors and 41-42 with 256-bit ones.
-Former measurements, unfused, on an Intel Xeon
-(linear, one thread, GFLOP/s, 64x784 @ 784x128 / 512x784 @ 784x128):
-6 x 32: 55 / 59; the former 12 x 16: 43 / 53 (48 accumulators' worth of registers: LLVM
-spilled five of them every step); 8 x 16: 45 / 48.
+Measured on an Intel Xeon (mm 1024, GFLOP/s, one thread / two): float32 188 / 318-338,
+float64 89-91 / 154-157; compiled for haswell (NUMBA_CPU_NAME, 256-bit vectors, on the
+same Xeon): 97 / 190 with two vectors a row, 30 / 105 with four (spilled from 16
+registers). On an AMD EPYC (Zen 4, one thread, mm 1024, best of 9, before the step was
+written in vectors): float32 87-89 GFLOP/s with either width, float64 47-48 with 512-bit
+vectors and 41-42 with 256-bit ones.
 
 **dot and neuron** round each product, then add the products in torch.sum's order
 (``numnet.sums``: vector lanes, four accumulators, a cascade), so numnet.dot is
@@ -315,7 +321,8 @@ KC = 2048
 # float32, two threads, GFLOP/s): an AMD EPYC with 1 MiB of L2 a core: 8 panels 156-158,
 # 4 panels 173-175 but worse at 2048 (8: 142-144, 4: 116-123); an Intel Xeon with 2 MiB:
 # 8 panels 293-336, 16: 318-319, 32: 322-371 (float64: 131 and 161).
-PANELS_PER_BLOCK = 32 if _l2_bytes() >= 2 << 20 else 8
+LARGE_L2 = _l2_bytes() >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
+PANELS_PER_BLOCK = 32 if LARGE_L2 else 8
 # Which products read b in place (_mm_by_rows) rather than packing it (_mm_by_blocks): those
 # with at most ROWS_MAX rows, where packing b costs as much as the product, and those
 # whose panels of b (k rows of NR values, read from the L2 cache by every tile of rows)
@@ -324,13 +331,14 @@ PANELS_PER_BLOCK = 32 if _l2_bytes() >= 2 << 20 else 8
 # mm 1024: 80 / 83; 2048: 71 / 80.
 ROWS_MAX = 512
 ROWS_PANEL_BYTES = 1 << 18
-BLOCKED_MIN = 48**3  # multiply-adds (n*k*m) from which the blocked product pays off
-# Inside compiled code (_mm: the training step, the backward products) the row product is
-# already compiled, and pays from far fewer multiply-adds than BLOCKED_MIN: the plain
-# loops carry each output through memory, p after p, which a narrow product (a 10-class
-# layer) waits on. Measured here (Zen 4, one thread, float32, loops / rows, us): 64x64x10
+# The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
+# output through memory, p after p, which a narrow product (a 10-class layer) waits on.
+# Measured on an AMD EPYC (Zen 4, one thread, float32, loops / rows, us): 64x64x10
 # 18.0 / 4.2; 64x10x64 9.2 / 2.2; 64x128x64 41 / 12; 32x32x32 5.1 / 4.1; 16x16x16 1.2 /
-# 1.0; 8x8x8 0.6 / 0.9 (float64: 32x32x32 13.8 / 3.3, 100x5x7 3.7 / 5.0).
+# 1.0; 8x8x8 0.6 / 0.9 (float64: 32x32x32 13.8 / 3.3, 100x5x7 3.7 / 5.0); on an Intel Xeon
+# (numnet.linear's kernels): 64x64x10 10.7 / 2.8; 64x10x64 5.2 / 2.2; 32x32x32 4.0 / 2.4;
+# 16x16x16 1.2 / 1.2; 6x40x40 1.2 / 1.5. (The ops once sent everything under 48^3 to the
+# loops, so that small programs compiled only them: a 64x64 -> 10 linear took 11.5 us.)
 ROWS_MIN = 1 << 13
 # The threads prange runs on, to split the rows evenly between them. A constant: calling
 # numba.get_num_threads() in a kernel would keep numba from caching it. Only the split
@@ -478,8 +486,9 @@ def _micro_kernel(a_panel, b_panel, p0, kc, tile, first):
     """tile = (0 if first else tile) + sum_p a_panel[p, :]^T b_panel[p0 + p, :], p in order.
 
     a_panel: (depth, MR), b_panel: (k, NR), tile: (MR, NR). The accumulators are a register
-    tile; every loop over its rows and columns has a constant trip count, so LLVM unrolls
-    the i loops, vectorises the j loops and keeps the MR x NR sums in vector registers.
+    tile, read and written a vector at a time (_fma_vector); every loop over its rows and
+    vectors has a constant trip count, so LLVM unrolls them and keeps the MR x NR sums in
+    vector registers.
     """
     no_inline()
     prefer_vector_bits(VECTOR_BITS)
@@ -569,7 +578,8 @@ def _row_sums(a, i0, b, j0, acc, tile):
     summed in acc, a register tile (a stack array of constant shape) shaped like tile.
 
     a: (n, k), any layout; b: (k, m), C-ordered, read in place (no packing): per step p
-    one row of b, times a column of a broadcast, into the accumulators, as _micro_kernel.
+    a row of b times each of MR values of a broadcast, into the accumulators a vector at a
+    time, as _micro_kernel.
     Rows past a's last are its last row again (computed, never written out), so a tile
     never reads outside a. The indices are unsigned: numba adds no wraparound for
     negative ones, and the loads stay vector loads (with it, LLVM gathered them).
@@ -675,16 +685,32 @@ def product_threads(n, k, m):
     return threads(large=work >= PARALLEL_LARGE) if work >= PARALLEL_MIN else 1
 
 
+# A training step (SGD.train_step) shares its large products between the threads only
+# from STEP_PARALLEL_MIN multiply-adds (its widest product's): between them the step runs
+# serial work (the small layers, the loss, the SGD update) on one core, which pulls the
+# weights and gradients the other thread's half of the next product needs out of that
+# core's cache. Measured on the Intel Xeon, 784-128-64-10, us per step, threads / one
+# thread: batch 64 (6.4M) 345 / 236; 128 (12.8M) 477 / 447; 256 (25.7M) 742 / 843; 512
+# 1374 / 1717. The AMD EPYC, whose products take one thread 2.8x longer, met its targets
+# with PARALLEL_MIN (batch 64: 2.26x torch with threads) and has not run this: it keeps it.
+STEP_PARALLEL_MIN = 1 << 24 if LARGE_L2 else PARALLEL_MIN
+
+
+def step_threads(n, k, m):
+    """The ``threads`` argument of a training step whose widest product is (n, k) @ (k, m)."""
+    return product_threads(n, k, m) if n * k * m >= STEP_PARALLEL_MIN else 1
+
+
 def sigmoid_threads(n):
     """The ``threads`` argument of sigmoid_kernel for n elements (numnet._jit.threads)."""
     return threads(large=n >= SIGMOID_LARGE) if n > CHUNK else 1
 
 
 def small_product(n, k, m):
-    """True when an (n, k) @ (k, m) product is too small for the blocked kernel to pay
-    off: fewer multiply-adds than BLOCKED_MIN, or fewer rows than one panel (then the
-    plain loops read b once, where packing it would copy all of it for a few rows)."""
-    return n < MR or n * k * m < BLOCKED_MIN
+    """True when an (n, k) @ (k, m) product should take the plain loops: fewer
+    multiply-adds than ROWS_MIN, or fewer rows than one tile (then the loops read b once,
+    where a tile would compute MR rows for fewer)."""
+    return n < MR or n * k * m < ROWS_MIN
 
 
 loops_suffice = jit(inline="always")(small_product)  # the same test, in compiled code
@@ -710,19 +736,12 @@ def _c_ordered(b):
     return _as_c_order(copy)
 
 
-@jit(inline="always")
-def _loops_pay(n, k, m):
-    """True when _mm should take the plain loops: fewer rows than MR, or fewer
-    multiply-adds than ROWS_MIN (else the row or the blocked product)."""
-    return n < MR or n * k * m < ROWS_MIN
-
-
 @jit
 def _mm(a, b, bias, out, act, threads):
     """out = f(a @ b + bias): the plain loops for tiny products, the row product for
     few rows, else the blocked one, on every core if ``threads``
     (numnet._jit.threads()) allows more than one."""
-    if _loops_pay(a.shape[0], a.shape[1], b.shape[1]):
+    if loops_suffice(a.shape[0], a.shape[1], b.shape[1]):
         _mm_loops(a, b, bias, out, act)
     elif rows_pay(a.shape[0], a.shape[1]):
         if threads > 1:

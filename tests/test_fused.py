@@ -49,7 +49,7 @@ def test_mm_rounds_a_halfway_float32_once():
     assert naive.unfused_mm(HALFWAY_A, HALFWAY_B)[0, 0] != HALFWAY_FUSED
 
 
-# (n, k, m): the plain loops (small), and the blocked kernel (at least BLOCKED_MIN multiply-adds).
+# (n, k, m): the plain loops (small), and the register tiles (at least ROWS_MIN multiply-adds).
 SHAPES = [(3, 40, 5), (K.MR + 1, 1200, 17)]
 
 
