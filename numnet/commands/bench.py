@@ -47,6 +47,7 @@ TARGETS = [
     ("cpu", "forward", "notebook 1x3 -> 2 -> 1", "torch", 5.0),
     ("cpu", "sigmoid", "10^7", "torch", 1.0),
     ("cpu", "sigmoid kernel", "10^7", "torch", 1.0),
+    ("cpu", "sum", "10^7", "torch", 1.0),  # one pass over 40 MB: as fast as torch.sum
     *[
         ("cpu", op, f"{n}x784 -> {m}", against, 1.0)
         for op in ("linear", "forward")
