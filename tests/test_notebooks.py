@@ -112,12 +112,21 @@ def cell(nb, cell_id):
 
 
 def text(nb, cell_id):
-    """What the cell printed and displayed as text, in order, stripped."""
+    """What the cell printed and displayed as text, in order, stripped. Consecutive
+    outputs of one stream are joined as written, as Jupyter shows them: the kernel may
+    send one print in two messages (seen in CI under load: "... tree:" and " True")."""
     parts = []
+    stream = None  # the stream the last part came from, if it came from one
     for out in cell(nb, cell_id).get("outputs", []):
         if out.output_type == "stream":
-            parts.append(out.text)
-        elif out.output_type in ("execute_result", "display_data") and "image/png" not in out.data:
+            if stream == out.name:
+                parts[-1] += out.text
+            else:
+                parts.append(out.text)
+            stream = out.name
+            continue
+        stream = None
+        if out.output_type in ("execute_result", "display_data") and "image/png" not in out.data:
             parts.append(out.data.get("text/plain", ""))
         elif out.output_type == "error":
             parts.append(f"{out.ename}: {out.evalue}")
