@@ -105,6 +105,28 @@ def stack_matrix(dtype, rows, cols):
     return matrix, codegen
 
 
+def _fits(dst, d, src, s):
+    """True when dst and src are C-ordered arrays of one float dtype and d, s integers:
+    the operands of the vector intrinsics below."""
+    return (
+        isinstance(dst, types.Array)
+        and isinstance(src, types.Array)
+        and dst.dtype == src.dtype
+        and isinstance(dst.dtype, types.Float)
+        and dst.layout == "C"
+        and src.layout == "C"
+        and isinstance(d, types.Integer)
+        and isinstance(s, types.Integer)
+    )
+
+
+def _vector_at(context, builder, vector, array_type, array, index_type, index):
+    """A pointer to the ``vector`` (an LLVM vector type) that starts at array.flat[index]."""
+    data = make_array(array_type)(context, builder, array).data
+    index = context.cast(builder, index, index_type, types.intp)
+    return builder.bitcast(builder.gep(data, [index], inbounds=True), vector.as_pointer())
+
+
 def vector_add(dst, d, src, s, lanes):
     """An intrinsic's codegen for dst.flat[d + k] += src.flat[s + k], k < ``lanes`` (an
     int), as one vector: a vector load of each, one vector fadd, one store; its first four
@@ -127,16 +149,7 @@ def vector_add_product(dst, d, src, factor, s, lanes):
     product = not isinstance(factor, types.NoneType)
     if product and not (isinstance(factor, types.Array) and factor.dtype == src.dtype and factor.layout == "C"):
         return None
-    if not (
-        isinstance(dst, types.Array)
-        and isinstance(src, types.Array)
-        and dst.dtype == src.dtype
-        and isinstance(dst.dtype, types.Float)
-        and dst.layout == "C"
-        and src.layout == "C"
-        and isinstance(d, types.Integer)
-        and isinstance(s, types.Integer)
-    ):
+    if not _fits(dst, d, src, s):
         return None
 
     def codegen(context, builder, sig, args):
@@ -145,9 +158,7 @@ def vector_add_product(dst, d, src, factor, s, lanes):
         vector = ir.VectorType(item, lanes)
 
         def pointer(array_type, array, index_type, index):
-            data = make_array(array_type)(context, builder, array).data
-            index = context.cast(builder, index, index_type, types.intp)
-            return builder.bitcast(builder.gep(data, [index], inbounds=True), vector.as_pointer())
+            return _vector_at(context, builder, vector, array_type, array, index_type, index)
 
         s_type, s_value = sig.args[-1], args[-1]  # s: the last argument
         value = builder.load(pointer(sig.args[2], args[2], s_type, s_value), align=align)
@@ -172,16 +183,7 @@ def vector_fma(dst, d, x, src, s, lanes):
     some shapes it spilled or did not vectorise at all. None if the types do not fit
     (dst, src: C-ordered arrays of one float dtype, x a scalar of it; d, s: integers).
     d + lanes and s + lanes must lie within the arrays (no bounds check)."""
-    if not (
-        isinstance(dst, types.Array)
-        and isinstance(src, types.Array)
-        and dst.dtype == src.dtype == x
-        and isinstance(x, types.Float)
-        and dst.layout == "C"
-        and src.layout == "C"
-        and isinstance(d, types.Integer)
-        and isinstance(s, types.Integer)
-    ):
+    if not (_fits(dst, d, src, s) and dst.dtype == x):
         return None
 
     def codegen(context, builder, sig, args):
@@ -192,9 +194,7 @@ def vector_fma(dst, d, x, src, s, lanes):
         vector = ir.VectorType(item, lanes)
 
         def pointer(array_type, array, index_type, index):
-            data = make_array(array_type)(context, builder, array).data
-            index = context.cast(builder, index, index_type, types.intp)
-            return builder.bitcast(builder.gep(data, [index], inbounds=True), vector.as_pointer())
+            return _vector_at(context, builder, vector, array_type, array, index_type, index)
 
         spread = builder.insert_element(ir.Constant(vector, ir.Undefined), x_value, ir.Constant(ir.IntType(32), 0))
         spread = builder.shuffle_vector(spread, spread, ir.Constant(ir.VectorType(ir.IntType(32), lanes), None))

@@ -142,7 +142,7 @@ def _compiles_avx512():
 
 # The vector width of the micro-kernel and its register tile, chosen for the CPU numba
 # compiles for (the module docstring says why): MR rows of NR = TILE_BYTES / itemsize
-# columns, four vectors to a row, 24 accumulators in all.
+# columns, VECTORS vectors to a row: 24 accumulators of 32 registers, or 12 of 16.
 VECTOR_BITS = 512 if _compiles_avx512() else 256
 MR = 6
 VECTORS = 4 if VECTOR_BITS == 512 else 2  # vectors to a row of the tile: 32 registers, or 16
@@ -154,7 +154,7 @@ NARROW_ROWS = VECTORS * MR  # rows of the one-vector tile of a narrow last panel
 
 @intrinsic
 def _narrow_register_tile(typingctx, like):
-    """A (NARROW_ROWS, NR/4) C-ordered array of like's dtype on the caller's stack: 24
+    """A (NARROW_ROWS, NR/VECTORS) C-ordered array of like's dtype on the caller's stack:
     accumulators of one vector each, as many as the full tile has."""
     if not isinstance(like, types.Array):
         return None
@@ -173,8 +173,8 @@ def _fma_vector(typingctx, dst, d, x, src, s, bits):
 
 
 def tile_columns(dtype):
-    """NR: the columns of a register tile of this dtype (with 256-bit vectors 32 float32,
-    16 float64; with 512-bit ones 64 and 32)."""
+    """NR: the columns of a register tile of this dtype (with 256-bit vectors 16 float32,
+    8 float64; with 512-bit ones 64 and 32)."""
     return TILE_BYTES // np.dtype(dtype).itemsize
 
 
@@ -615,8 +615,8 @@ def _row_kernel(a, i0, b, j0, tile):
 
 @jit
 def _narrow_row_kernel(a, i0, b, tile):
-    """_row_sums on a NARROW_ROWS x NR/4 tile (one vector a row), for a last panel of
-    b at most a vector wide (the 10 classes of an output layer): tile: (NARROW_ROWS, NR/4)."""
+    """_row_sums on a NARROW_ROWS x NR/VECTORS tile (one vector a row), for a last panel of
+    b at most a vector wide (the 10 classes of an output layer): tile: (NARROW_ROWS, NR/VECTORS)."""
     no_inline()
     prefer_vector_bits(VECTOR_BITS)
     _row_sums(a, i0, b, 0, _narrow_register_tile(tile), tile)
