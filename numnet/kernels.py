@@ -140,6 +140,19 @@ def _compiles_avx512():
     return "+avx512f" in features.split(",")
 
 
+def _l2_bytes():
+    """The L2 cache of one core, in bytes, as Linux reports it; 0 where it does not."""
+    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
+        try:
+            if (index / "level").read_text().strip() == "2":
+                size = (index / "size").read_text().strip().upper()
+                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
+                return int(size.rstrip("KM")) * scale
+        except (OSError, ValueError):
+            return 0
+    return 0
+
+
 # The vector width of the micro-kernel and its register tile, chosen for the CPU numba
 # compiles for (the module docstring says why): MR rows of NR = TILE_BYTES / itemsize
 # columns, VECTORS vectors to a row: 24 accumulators of 32 registers, or 12 of 16.
@@ -147,6 +160,10 @@ VECTOR_BITS = 512 if _compiles_avx512() else 256
 MR = 6
 VECTORS = 4 if VECTOR_BITS == 512 else 2  # vectors to a row of the tile: 32 registers, or 16
 TILE_BYTES = VECTORS * VECTOR_BITS // 8
+# The two kinds of CPU measured here differ in their L2 cache: the Intel Xeon has 2 MiB a
+# core, the AMD EPYC 1 MiB. Choices below that only the Xeon has been measured for
+# (PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay) are keyed on it.
+LARGE_L2 = _l2_bytes() >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
 
 
 NARROW_ROWS = VECTORS * MR  # rows of the one-vector tile of a narrow last panel (_narrow_row_kernel)
@@ -198,13 +215,22 @@ from numnet.elementwise import exp as _exp  # noqa: E402,F401
 
 # -- elementwise and reductions -------------------------------------------------------------
 
+# The sigmoid loop's vector width. LLVM chooses 256-bit vectors on AVX-512 CPUs; on the
+# Intel Xeon 512-bit ones (8 float64 lanes for expf's arithmetic, one 8-lane gather of its
+# table) took 0.58 ns an element instead of 0.79 (float32, one thread, 2^20 elements;
+# torch 0.38). The AMD EPYC, which runs 512-bit instructions as two halves, keeps LLVM's
+# choice until it is measured. Each lane computes what the scalar code does: same bits.
+SIGMOID_BITS = VECTOR_BITS if LARGE_L2 else 256
 CHUNK = 1 << 14  # sigmoid: elements per prange iteration; shorter arrays stay on one thread
 SIGMOID_LARGE = 1 << 22  # sigmoid: from here threads pay even when they must be woken
 
 
 @jit(error_model="numpy")
 def _sigmoid_loop(x, out):
-    """out[i] = sigma(x[i]) over flat arrays, on this thread (a loop LLVM vectorises)."""
+    """out[i] = sigma(x[i]) over flat arrays, on this thread (a loop LLVM vectorises,
+    SIGMOID_BITS wide; kept out of its callers, which keep LLVM's width: no_inline)."""
+    no_inline()
+    prefer_vector_bits(SIGMOID_BITS)
     one = x.dtype.type(1)
     for i in range(x.shape[0]):
         out[i] = sigma(x[i], one)
@@ -295,19 +321,6 @@ def neuron_kernel(x, w, b, out, torch_threads):
 # -- the matrix product ---------------------------------------------------------------------
 
 
-def _l2_bytes():
-    """The L2 cache of one core, in bytes, as Linux reports it; 0 where it does not."""
-    for index in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*"):
-        try:
-            if (index / "level").read_text().strip() == "2":
-                size = (index / "size").read_text().strip().upper()
-                scale = {"K": 1 << 10, "M": 1 << 20}.get(size[-1:], 1)
-                return int(size.rstrip("KM")) * scale
-        except (OSError, ValueError):
-            return 0
-    return 0
-
-
 # Blocked product: the most depth of a slice of a (k is cut in equal slices of at most KC).
 # Each output tile is carried in registers through a whole slice and goes to memory and
 # back between slices, so long slices pay. Measured on an AMD EPYC (Zen 4; GFLOP/s, mm
@@ -321,7 +334,6 @@ KC = 2048
 # float32, two threads, GFLOP/s): an AMD EPYC with 1 MiB of L2 a core: 8 panels 156-158,
 # 4 panels 173-175 but worse at 2048 (8: 142-144, 4: 116-123); an Intel Xeon with 2 MiB:
 # 8 panels 293-336, 16: 318-319, 32: 322-371 (float64: 131 and 161).
-LARGE_L2 = _l2_bytes() >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
 PANELS_PER_BLOCK = 32 if LARGE_L2 else 8
 # Which products read b in place (_mm_by_rows) rather than packing it (_mm_by_blocks): those
 # with at most ROWS_MAX rows, where packing b costs as much as the product, and those
