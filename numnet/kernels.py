@@ -43,7 +43,8 @@ straight from b (only its last, partial panel is copied, zero-padded; a panel at
 vector wide gets a NARROW_ROWS x one-vector tile). It is the kernel for few rows (a
 layer's batch, the backward pass's products), where packing all of b on every call would
 cost about as much as the product, and for shallow b, whose panels stay in the L2 cache
-(``rows_pay``); large square products keep the blocked kernel.
+(on the Intel Xeon, whose L2 is twice the AMD EPYC's: for narrow b, at most two panels
+wide, instead; ``rows_pay``); large square products keep the blocked kernel.
 
 Products with fewer than ROWS_MIN multiply-adds, or fewer rows than MR, take the plain
 loops (``_mm_loops``), through the ops as in compiled callers of ``_mm`` (the training
@@ -340,9 +341,19 @@ PANELS_PER_BLOCK = 32 if LARGE_L2 else 8
 # whose panels of b (k rows of NR values, read from the L2 cache by every tile of rows)
 # take less than ROWS_PANEL_BYTES. Measured here, one thread, GFLOP/s, rows / blocks:
 # linear 64x784 -> 128: 102 / 65; 512x784 -> 256: 96 / 81; 4096x784 -> 256: 95 / 87;
-# mm 1024: 80 / 83; 2048: 71 / 80.
+# mm 1024: 80 / 83; 2048: 71 / 80. (AMD EPYC.) On the Intel Xeon, whose L2 holds twice
+# as much, what decides is the width of b instead: past ROWS_MAX rows the blocked product
+# won wherever b had four panels or more, whatever its depth, and the row product
+# wherever it had at most ROWS_PANELS (GFLOP/s, two threads, rows / blocks; n x k -> m):
+# 4096x784 -> 256: 276-311 / 271-341 (six runs); 1024x784 -> 512: 244 / 358; 2048x512
+# -> 256: 309 / 364; 4096x256 -> 256: 258 / 314; 1024x256 -> 1024: 230 / 276; 1024x784
+# -> 256: 315-338 / 319-328; 4096x784 -> 128: 309 / 292; 1024x1024 -> 128: 366-403 /
+# 310-332; 4096x784 -> 64: 386 / 254; 4096x256 -> 64: 297 / 249; 4096x784 -> 10: 131 /
+# 42 (one thread alike: 4096x784 -> 256 151 / 168, 1024x784 -> 512 113 / 154, 1024x1024
+# -> 128 160 / 145).
 ROWS_MAX = 512
 ROWS_PANEL_BYTES = 1 << 18
+ROWS_PANELS = 2
 # The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
 # output through memory, p after p, which a narrow product (a 10-class layer) waits on.
 # Measured on an AMD EPYC (Zen 4, one thread, float32, loops / rows, us): 64x64x10
@@ -729,9 +740,14 @@ loops_suffice = jit(inline="always")(small_product)  # the same test, in compile
 
 
 @jit(inline="always")
-def rows_pay(n, k):
-    """True when an (n, k) @ (k, m) product should read b in place (ROWS_MAX says when)."""
-    return n <= ROWS_MAX or k * TILE_BYTES < ROWS_PANEL_BYTES
+def rows_pay(n, k, m, itemsize):
+    """True when an (n, k) @ (k, m) product of items of ``itemsize`` bytes should read b in
+    place (ROWS_MAX says when)."""
+    if n <= ROWS_MAX:
+        return True
+    if LARGE_L2:
+        return m * itemsize <= ROWS_PANELS * TILE_BYTES
+    return k * TILE_BYTES < ROWS_PANEL_BYTES
 
 
 @jit
@@ -755,7 +771,7 @@ def _mm(a, b, bias, out, act, threads):
     (numnet._jit.threads()) allows more than one."""
     if loops_suffice(a.shape[0], a.shape[1], b.shape[1]):
         _mm_loops(a, b, bias, out, act)
-    elif rows_pay(a.shape[0], a.shape[1]):
+    elif rows_pay(a.shape[0], a.shape[1], b.shape[1], out.itemsize):
         if threads > 1:
             _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act)
         else:
