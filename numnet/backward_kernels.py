@@ -20,7 +20,7 @@ torch within numnet.testing's bounds, often bit for bit.
 """
 
 import numpy as np
-from numba import types
+from numba import prange, types
 from numba.extending import overload
 
 from numnet import kernels as K
@@ -154,10 +154,42 @@ def sgd_kernel(p, g, buf, lr, momentum, first):
     With momentum 0 torch keeps no buffer and steps with g itself: pass buf = g.
     p, g, buf: (r, c).
     """
-    r, c = p.shape
-    for i in range(r):
-        for j in range(c):
+    _sgd_rows(p, g, buf, lr, momentum, first, 0, p.shape[0])
+
+
+@jit(inline="always")
+def _sgd_rows(p, g, buf, lr, momentum, first, start, stop):
+    """sgd_kernel on rows start .. stop - 1."""
+    for i in range(start, stop):
+        for j in range(p.shape[1]):
             p[i, j], buf[i, j] = sgd_update(p[i, j], g[i, j], buf[i, j], lr, momentum, first)
+
+
+@jit(parallel=True)
+def _sgd_threads(p, g, buf, lr, momentum, first):
+    """sgd_kernel with the rows shared between the threads (each value's update is the
+    same arithmetic whichever thread makes it: the same bits)."""
+    r = p.shape[0]
+    for t in prange(K.THREADS):
+        _sgd_rows(p, g, buf, lr, momentum, first, t * r // K.THREADS, (t + 1) * r // K.THREADS)
+
+
+# A training step updates a parameter array of SGD_PARALLEL_MIN values or more on every
+# core when its products ran on threads: its gradient was written half by each core, and
+# one core alone waits on the other's cache for the half it did not write. Measured on the
+# Intel Xeon (784-128-64-10 at batch 512, two threads, the update of the 784x128 weights
+# inside the step): 107-154 us on one thread, 71-97 on two (alone, in a warm cache: 15).
+# The AMD EPYC has not run it: there the value is out of reach.
+SGD_PARALLEL_MIN = 1 << 15 if K.LARGE_L2 else 1 << 62
+
+
+@jit
+def sgd_step_kernel(p, g, buf, lr, momentum, first, threads):
+    """sgd_kernel, on every core for a large p when ``threads`` > 1 (SGD_PARALLEL_MIN)."""
+    if threads > 1 and p.size >= SGD_PARALLEL_MIN:
+        _sgd_threads(p, g, buf, lr, momentum, first)
+    else:
+        sgd_kernel(p, g, buf, lr, momentum, first)
 
 
 # -- One whole training step -----------------------------------------------------------------
@@ -270,6 +302,8 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
             backprop_kernel(delta, Ws[i], hs[i - 1], hidden, below, t)
             delta = below
     for i in range(depth):
-        sgd_kernel(Ws[i], dWs[i], bufs_W[i], lr, momentum, first)
+        k, m = Ws[i].shape
+        t = threads if n * k * m >= K.PARALLEL_MIN else 1
+        sgd_step_kernel(Ws[i], dWs[i], bufs_W[i], lr, momentum, first, t)
         sgd_kernel(Bs[i], dBs[i], bufs_B[i], lr, momentum, first)
     return True, value

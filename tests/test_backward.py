@@ -545,6 +545,24 @@ def test_train_step_is_loss_and_grads_then_step(widths, hidden, output, loss, dt
             assert W.tobytes() == W0.tobytes() and b.tobytes() == b0.tobytes()
 
 
+@pytest.mark.parametrize("first, momentum", [(True, 0.9), (False, 0.9), (False, 0.0)])
+def test_sgd_update_on_threads_gives_the_same_bits(first, momentum):
+    """A training step updates large parameter arrays on every core (SGD_PARALLEL_MIN):
+    each value's update is the same arithmetic on any thread, so the same bits as the
+    serial update, whatever the split of the rows (7 of them: uneven shares)."""
+    from numnet import backward_kernels as BK
+
+    rng = np.random.default_rng(9)
+    p, g, buf = (rng.standard_normal((7, 5003)).astype(f32) for _ in range(3))
+    lr, mom = f32(0.05), f32(momentum)
+    serial = [a.copy() for a in (p, g, buf)]
+    BK.sgd_kernel(*serial, lr, mom, first)
+    threaded = [a.copy() for a in (p, g, buf)]
+    BK._sgd_threads(*threaded, lr, mom, first)
+    assert all(a.tobytes() == b.tobytes() for a, b in zip(serial, threaded))
+    assert serial[0].tobytes() != p.tobytes()  # the update did change the parameters
+
+
 def test_train_step_takes_any_input_the_two_calls_take():
     """Layouts the one compiled call does not take (a Fortran-ordered W, a strided x, a
     list target) run the two calls: the same results."""
