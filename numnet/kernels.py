@@ -354,6 +354,13 @@ PANELS_PER_BLOCK = 32 if LARGE_L2 else 8
 ROWS_MAX = 512
 ROWS_PANEL_BYTES = 1 << 18
 ROWS_PANELS = 2
+# The row product shares out its rows rather than its panels between the threads where
+# the L2 has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of MR rows or more (fewer
+# leave the threads uneven: 64x784 -> 256 took 3% longer). Measured on the Intel Xeon, two
+# threads, us, panels / rows shared: 512x784 -> 128 400 / 389, 351 / 344, 402 / 390;
+# 512x784 -> 256 788 / 758, 686 / 669, 721 / 658; 4096x784 -> 128 2488 / 2295, 2681 /
+# 2520; 1024x1024 -> 128 877 / 851, 841 / 808; 256x784 -> 128 200 / 194.
+ROWS_SHARE_TILES = 8
 # The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
 # output through memory, p after p, which a narrow product (a 10-class layer) waits on.
 # Measured on an AMD EPYC (Zen 4, one thread, float32, loops / rows, us): 64x64x10
@@ -655,7 +662,10 @@ def _mm_by_rows(a, b, bias, out, act):
     vector when it is no wider, swept by NARROW_ROWS-row tiles), so no tile reads past b.
     Each output is computed by one thread, p in order: the same bits as _mm_loops. The
     tasks are (panel, share of the rows) pairs, panel-major, so that a thread keeps to
-    its own panels of b (in its L2 cache) when there are enough of them.
+    its own panels of b (in its L2 cache) when there are enough of them; where the L2
+    cache has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of rows or more, they are
+    share-major instead: a thread keeps to its rows of a, and reads them once from the L3
+    cache rather than once per panel.
     """
     n, k = a.shape
     m = b.shape[1]
@@ -669,10 +679,15 @@ def _mm_by_rows(a, b, bias, out, act):
         for j in range(m - whole * nr):
             tail[p, j] = b[p, whole * nr + j]
     row = _padded_row(bias, b_panels * nr)
-    shares = 1 if b_panels % THREADS == 0 else THREADS
+    by_rows = LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
+    shares = THREADS if by_rows or b_panels % THREADS != 0 else 1
     for task in prange(b_panels * shares):
-        jp = task // shares
-        share = task % shares
+        if by_rows:  # share-major: a thread keeps to its rows of a, through every panel
+            jp = task % b_panels
+            share = task // b_panels
+        else:  # panel-major: a thread keeps to its panels of b
+            jp = task // shares
+            share = task % shares
         if jp < whole or not narrow:
             tile = np.empty((MR, nr), dtype)
             panels = (n + MR - 1) // MR

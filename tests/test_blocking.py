@@ -184,7 +184,9 @@ KERNELS = {"rows": _by_rows, "blocks": _by_blocks}
 # a panel, a block and a narrow tile, columns from a few (one partial panel) to past two
 # panels, a last panel one vector wide (the row kernel's narrow tile) and one value wider,
 # shallow and deep sums; the row kernel's tasks split the rows when the panels do not
-# split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR).
+# split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR), and on a
+# CPU with a 2 MiB L2 split them share-major from ROWS_SHARE_TILES tiles a thread (97 and
+# MR * PANELS_PER_BLOCK + 1 rows, with two threads).
 KERNEL_SHAPES = {
     f32: [
         (1, 7, 3),
