@@ -674,7 +674,8 @@ def _mm_by_rows(a, b, bias, out, act):
     whole = m // nr  # panels read in place
     b_panels = (m + nr - 1) // nr
     narrow = m - whole * nr <= nr // VECTORS
-    tail = np.zeros((k, nr // VECTORS if narrow else nr), dtype)  # b's last, partial panel, zero-padded
+    depth = k if b_panels > whole else 0  # no partial panel: nothing to copy (a 784x16 zero fill saved)
+    tail = np.zeros((depth, nr // VECTORS if narrow else nr), dtype)  # b's last, partial panel, zero-padded
     for p in range(k):
         for j in range(m - whole * nr):
             tail[p, j] = b[p, whole * nr + j]
