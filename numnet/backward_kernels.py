@@ -179,20 +179,27 @@ def _sgd_threads(p, g, buf, lr, momentum, first):
 # one core alone waits on the other's cache for the half it did not write. Measured on the
 # Intel Xeon (784-128-64-10 at batch 512, two threads, the update of the 784x128 weights
 # inside the step): 107-154 us on one thread, 71-97 on two (alone, in a warm cache: 15).
-# The AMD EPYC has not run it: there the value is out of reach.
-SGD_PARALLEL_MIN = 1 << 15 if K.LARGE_L2 else 1 << 62
+# Only where the L2 has 2 MiB (kernels.LARGE_L2): the AMD EPYC has not run it.
+SGD_PARALLEL_MIN = 1 << 15
 
 
 @jit
 def sgd_step_kernel(p, g, buf, lr, momentum, first, threads):
     """sgd_kernel, on every core for a large p when ``threads`` > 1 (SGD_PARALLEL_MIN)."""
-    if threads > 1 and p.size >= SGD_PARALLEL_MIN:
+    if K.LARGE_L2 and threads > 1 and p.size >= SGD_PARALLEL_MIN:
         _sgd_threads(p, g, buf, lr, momentum, first)
     else:
         sgd_kernel(p, g, buf, lr, momentum, first)
 
 
 # -- One whole training step -----------------------------------------------------------------
+
+
+@jit(inline="always")
+def _threads_for(threads, n, k, m):
+    """``threads`` for an (n, k) @ (k, m) product of PARALLEL_MIN multiply-adds or more
+    (and for the update of its weights), else 1."""
+    return threads if n * k * m >= K.PARALLEL_MIN else 1
 
 
 def _loss_into(y, target, act, delta):
@@ -273,7 +280,7 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
         Bs[0],
         hs[0],
         output if depth == 1 else hidden,
-        threads if n * Ws[0].shape[0] * Ws[0].shape[1] >= K.PARALLEL_MIN else 1,
+        _threads_for(threads, n, *Ws[0].shape),
     )
     for i in range(1, depth):
         k, m = Ws[i].shape
@@ -284,14 +291,14 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
             Bs[i],
             hs[i],
             output if i == depth - 1 else hidden,
-            threads if n * k * m >= K.PARALLEL_MIN else 1,
+            _threads_for(threads, n, k, m),
         )
     delta = np.empty(hs[depth - 1].shape, dtype)
     value = _loss_into(hs[depth - 1], target, output, delta)
     # backward: dW_i = h_{i-1}^T delta_i, db_i = column sums, delta_{i-1} = delta_i W_i^T f'
     for i in range(depth - 1, -1, -1):
         k, m = Ws[i].shape
-        t = threads if n * k * m >= K.PARALLEL_MIN else 1
+        t = _threads_for(threads, n, k, m)
         if i == 0:
             matmul_tn_kernel(x, delta, dWs[0], t)
         else:
@@ -302,8 +309,6 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
             backprop_kernel(delta, Ws[i], hs[i - 1], hidden, below, t)
             delta = below
     for i in range(depth):
-        k, m = Ws[i].shape
-        t = threads if n * k * m >= K.PARALLEL_MIN else 1
-        sgd_step_kernel(Ws[i], dWs[i], bufs_W[i], lr, momentum, first, t)
+        sgd_step_kernel(Ws[i], dWs[i], bufs_W[i], lr, momentum, first, _threads_for(threads, n, *Ws[i].shape))
         sgd_kernel(Bs[i], dBs[i], bufs_B[i], lr, momentum, first)
     return True, value

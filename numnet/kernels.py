@@ -162,8 +162,9 @@ MR = 6
 VECTORS = 4 if VECTOR_BITS == 512 else 2  # vectors to a row of the tile: 32 registers, or 16
 TILE_BYTES = VECTORS * VECTOR_BITS // 8
 # The two kinds of CPU measured here differ in their L2 cache: the Intel Xeon has 2 MiB a
-# core, the AMD EPYC 1 MiB. Choices below that only the Xeon has been measured for
-# (PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay) are keyed on it.
+# core, the AMD EPYC 1 MiB. Choices that only the Xeon has been measured for are keyed on
+# it: PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay, ROWS_SHARE_TILES (below)
+# and numnet.backward_kernels.SGD_PARALLEL_MIN.
 LARGE_L2 = _l2_bytes() >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
 
 
