@@ -1,7 +1,7 @@
 """The blocked matrix product at the edges of its blocks, and the vectorised e^x.
 
 numnet.kernels computes large products by blocks: MR-row panels of a, NR-column panels
-of b (16 float32, 8 float64), slices of the sum at most KC deep, PANELS_PER_BLOCK panels
+of b (64 float32 or 32 float64 with AVX-512, 16 or 8 with AVX2: kernels.tile_columns), slices of the sum at most KC deep, PANELS_PER_BLOCK panels
 per prange iteration, split over THREADS threads; products below ROWS_MIN
 multiply-adds, or with fewer than MR rows, take the plain loops. Each size here sits one below, at or
 one above one of those edges, and each result is checked three ways:
