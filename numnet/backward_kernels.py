@@ -273,7 +273,7 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
     if not fits:
         return False, dtype.type(0)
     # forward, keeping every layer's output hs[i] = f(h_{i-1} @ W_i + b_i)
-    hs = [np.empty((n, Ws[0].shape[1]), dtype)]
+    hs = [K.empty_aligned((n, Ws[0].shape[1]), dtype)]
     K.linear_act_kernel(
         x,
         Ws[0],
@@ -284,7 +284,7 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
     )
     for i in range(1, depth):
         k, m = Ws[i].shape
-        hs.append(np.empty((n, m), dtype))
+        hs.append(K.empty_aligned((n, m), dtype))
         K.linear_act_kernel(
             hs[i - 1],
             Ws[i],
@@ -293,7 +293,7 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
             output if i == depth - 1 else hidden,
             _threads_for(threads, n, k, m),
         )
-    delta = np.empty(hs[depth - 1].shape, dtype)
+    delta = K.empty_aligned(hs[depth - 1].shape, dtype)
     value = _loss_into(hs[depth - 1], target, output, delta)
     # backward: dW_i = h_{i-1}^T delta_i, db_i = column sums, delta_{i-1} = delta_i W_i^T f'
     for i in range(depth - 1, -1, -1):
@@ -305,7 +305,7 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
             matmul_tn_kernel(hs[i - 1], delta, dWs[i], t)
         column_sum_kernel(delta, dBs[i][0])
         if i > 0:
-            below = np.empty((n, k), dtype)
+            below = K.empty_aligned((n, k), dtype)
             backprop_kernel(delta, Ws[i], hs[i - 1], hidden, below, t)
             delta = below
     for i in range(depth):
