@@ -163,8 +163,8 @@ VECTORS = 4 if VECTOR_BITS == 512 else 2  # vectors to a row of the tile: 32 reg
 TILE_BYTES = VECTORS * VECTOR_BITS // 8
 # The two kinds of CPU measured here differ in their L2 cache: the Intel Xeon has 2 MiB a
 # core, the AMD EPYC 1 MiB. Choices that only the Xeon has been measured for are keyed on
-# it: PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay, ROWS_SHARE_TILES (below)
-# and numnet.backward_kernels.SGD_PARALLEL_MIN.
+# it: PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay, ROWS_SHARE_TILES,
+# ALIGNED_PANELS_MIN (below) and numnet.backward_kernels.SGD_PARALLEL_MIN.
 LARGE_L2 = _l2_bytes() >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
 
 
@@ -394,6 +394,15 @@ ROWS_PANELS = 2
 # 512x784 -> 256 788 / 758, 686 / 669, 721 / 658; 4096x784 -> 128 2488 / 2295, 2681 /
 # 2520; 1024x1024 -> 128 877 / 851, 841 / 808; 256x784 -> 128 200 / 194.
 ROWS_SHARE_TILES = 8
+# The row product starts its panels of b at a column whose values start a cache line
+# (_unaligned_columns) when n * m, what the loads that straddle two lines cost, is at
+# least ALIGNED_PANELS_MIN: the columns left over are then copied (k x NR values), as they
+# otherwise would be only when m is not a whole number of panels. Measured on the Intel
+# Xeon with b at 16, 32 and 48 bytes past a line (two threads, us, before / after, b at a
+# line: before): 512x784 -> 256 718-729 / 648-660 (586); 512x784 -> 128 370-372 / 321-327
+# (309); 128x784 -> 128 97-98 / 101-103 (82); 64x784 -> 256 114-116 / 106-110 (95); 16x784
+# -> 128 18 / 32 (16). The AMD EPYC has not run it.
+ALIGNED_PANELS_MIN = 1 << 16
 # The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
 # output through memory, p after p, which a narrow product (a 10-class layer) waits on.
 # Measured on an AMD EPYC (Zen 4, one thread, float32, loops / rows, us): 64x64x10
@@ -442,6 +451,28 @@ def _padded_row_impl(bias, width):
         row = zeros_aligned((width,), bias.dtype)
         for j in range(bias.shape[0]):
             row[j] = bias[j]
+        return row
+
+    return impl
+
+
+def _rest_row(bias, head, shift, rest, width):
+    """The bias of the row product's copied panel, in its order (_mm_by_rows): bias[j]
+    for j < head, bias[shift + j] for head <= j < rest, zero to ``width``; None stays
+    None."""
+
+
+@overload(_rest_row)
+def _rest_row_impl(bias, head, shift, rest, width):
+    if isinstance(bias, types.NoneType):
+        return lambda bias, head, shift, rest, width: None
+
+    def impl(bias, head, shift, rest, width):
+        row = zeros_aligned((width,), bias.dtype)
+        for j in range(head):
+            row[j] = bias[j]
+        for j in range(head, rest):
+            row[j] = bias[shift + j]
         return row
 
     return impl
@@ -685,14 +716,44 @@ def _narrow_row_kernel(a, i0, b, tile):
     _row_sums(a, i0, b, 0, _narrow_register_tile(tile), tile)
 
 
+@jit(inline="always")
+def _unaligned_columns(b, nr):
+    """How many of b's first columns come before the first whose values start a cache
+    line in every row (as the row product's panels of b read in place should): 0 when
+    the rows start lines already, when their starts differ (a row stride that is not a
+    multiple of CACHE_LINE), or when no panel of nr columns would follow."""
+    offset = b.ctypes.data % CACHE_LINE
+    if offset == 0 or b.strides[0] % CACHE_LINE != 0 or offset % b.itemsize != 0:
+        return 0
+    head = (CACHE_LINE - offset) // b.itemsize
+    return head if b.shape[1] - head >= nr else 0
+
+
+@jit(error_model="numpy")
+def _write_rest_tile(tile, out, i0, head, shift, row, act):
+    """_write_tile for the row product's copied panel (_mm_by_rows): its columns j < head
+    are out's columns j, the others out's columns shift + j; row: the bias in the
+    panel's order, or None."""
+    if row is not None or act != IDENTITY:
+        _finish_tile(tile, row, 0, act)
+    for i in range(min(tile.shape[0], out.shape[0] - i0)):
+        for j in range(head):
+            out[np.uint64(i0 + i), np.uint64(j)] = tile[i, j]
+        for j in range(head, min(tile.shape[1], out.shape[1] - shift)):
+            out[np.uint64(i0 + i), np.uint64(shift + j)] = tile[i, j]
+
+
 def _mm_by_rows(a, b, bias, out, act):
     """out = f(a @ b + bias) with b read in place: for products with few rows, where
     packing b (_mm_by_blocks) would cost as much as the product.
 
     a: (n, k), any layout, @ b: (k, m), C-ordered -> out: (n, m); bias: (m,) or None.
     Each NR-column panel of b is swept by every MR-row tile of a, the whole depth k at
-    once; only b's last, partial panel is copied (zero-padded to NR columns, or to one
-    vector when it is no wider, swept by NARROW_ROWS-row tiles), so no tile reads past b.
+    once. The panels read in place start at a column whose values start a cache line
+    (_unaligned_columns: b's first ``head`` columns, fewer than a line, come before it);
+    the columns left over, those first ones and those past the last whole panel, are
+    copied side by side into one zero-padded panel (to NR columns, or to one vector when
+    they are no wider, swept by NARROW_ROWS-row tiles), so no tile reads past b.
     Each output is computed by one thread, p in order: the same bits as _mm_loops. The
     tasks are (panel, share of the rows) pairs, panel-major, so that a thread keeps to
     its own panels of b (in its L2 cache) when there are enough of them; where the L2
@@ -704,15 +765,24 @@ def _mm_by_rows(a, b, bias, out, act):
     m = b.shape[1]
     dtype = out.dtype
     nr = TILE_BYTES // out.itemsize
-    whole = m // nr  # panels read in place
-    b_panels = (m + nr - 1) // nr
-    narrow = m - whole * nr <= nr // VECTORS
-    depth = k if b_panels > whole else 0  # no partial panel: nothing to copy (a 784x16 zero fill saved)
-    tail = zeros_aligned((depth, nr // VECTORS if narrow else nr), dtype)  # b's last, partial panel, zero-padded
-    for p in range(k):
-        for j in range(m - whole * nr):
-            tail[p, j] = b[p, whole * nr + j]
-    row = _padded_row(bias, b_panels * nr)
+    head = _unaligned_columns(b, nr) if LARGE_L2 and n * m >= ALIGNED_PANELS_MIN else 0
+    whole = (m - head) // nr  # panels read in place, from column head on
+    rest = m - whole * nr  # the columns left over: b's first head ones and its last ones
+    shift = whole * nr  # the rest panel's column j >= head is out's column shift + j
+    b_panels = whole + (1 if rest > 0 else 0)
+    narrow = rest <= nr // VECTORS
+    depth = k if rest > 0 else 0  # nothing left over: nothing to copy (a 784x16 zero fill saved)
+    tail = empty_aligned((depth, nr // VECTORS if narrow else nr), dtype)  # the rest panel, zero-padded
+    zero = dtype.type(0)
+    for p in range(depth):  # unsigned indices: vector copies (see _write_tile)
+        for j in range(rest):  # b's last rest columns, shift on ...
+            tail[p, j] = b[p, np.uint64(shift + j)]
+        for j in range(head):  # ... the first head of which (in the last whole panel) give way to b's first
+            tail[p, j] = b[p, np.uint64(j)]
+        for j in range(rest, tail.shape[1]):
+            tail[p, j] = zero
+    row = _padded_row(bias, m)
+    tail_row = _rest_row(bias, head, shift, rest, nr)  # the rest panel's bias, in its order
     by_rows = LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
     shares = THREADS if by_rows or b_panels % THREADS != 0 else 1
     for task in prange(b_panels * shares):
@@ -727,16 +797,17 @@ def _mm_by_rows(a, b, bias, out, act):
             panels = (n + MR - 1) // MR
             for q in range(share * panels // shares, (share + 1) * panels // shares):
                 if jp < whole:
-                    _row_kernel(a, q * MR, b, jp * nr, tile)
+                    _row_kernel(a, q * MR, b, head + jp * nr, tile)
+                    _write_tile(tile, out, q * MR, head + jp * nr, row, act)
                 else:
                     _row_kernel(a, q * MR, _as_c_order(tail), 0, tile)
-                _write_tile(tile, out, q * MR, jp * nr, row, act)
+                    _write_rest_tile(tile, out, q * MR, head, shift, tail_row, act)
         else:
             tile = empty_aligned((NARROW_ROWS, nr // VECTORS), dtype)
             groups = (n + NARROW_ROWS - 1) // NARROW_ROWS
             for q in range(share * groups // shares, (share + 1) * groups // shares):
                 _narrow_row_kernel(a, q * NARROW_ROWS, _as_c_order(tail), tile)
-                _write_tile(tile, out, q * NARROW_ROWS, jp * nr, row, act)
+                _write_rest_tile(tile, out, q * NARROW_ROWS, head, shift, tail_row, act)
 
 
 _mm_rows = jit(parallel=True, error_model="numpy")(_mm_by_rows)

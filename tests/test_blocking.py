@@ -368,3 +368,41 @@ def test_the_kernels_arrays_start_a_cache_line(n):
         assert (off32, off64, offz) == (0, 0, 0)
         assert shape == (n, 3, K.MR)
         assert z.shape == (n, 7) and z.flags.c_contiguous and not z.any()
+
+
+def at_offset(x, offset):
+    """A C-ordered copy of x starting ``offset`` bytes past a cache line."""
+    raw = np.empty(x.size + K.CACHE_LINE, x.dtype)
+    skip = (-raw.ctypes.data % K.CACHE_LINE + offset) // x.itemsize
+    y = raw[skip : skip + x.size].reshape(x.shape)
+    y[...] = x
+    assert y.ctypes.data % K.CACHE_LINE == offset
+    return y
+
+
+# (n, k, m): the copied panel a whole NR wide (m a multiple of NR), one vector wide, and
+# in between; n * m at least ALIGNED_PANELS_MIN, so that the Xeon starts the panels read
+# in place past b's first columns.
+UNALIGNED_SHAPES = {
+    f32: [(512, 20, 2 * NR[f32]), (1024, 9, NR[f32] + 16), (600, 7, NR[f32] + 48), (256, 5, 4 * NR[f32] + 16)],
+    f64: [(1024, 20, 2 * NR[f64]), (2048, 9, NR[f64] + 8), (1100, 7, NR[f64] + 24)],
+}
+
+
+@pytest.mark.parametrize("dtype", [f32, f64])
+def test_the_row_product_gives_the_same_bits_wherever_b_starts(dtype):
+    """b read in place at every offset from a cache line (the Xeon then starts its panels
+    at the first column that starts a line and copies b's first columns beside its
+    last): the same bits as the plain loops, threaded and serial, with a bias and an
+    activation or without."""
+    for n, k, m in UNALIGNED_SHAPES[dtype]:
+        a, b = rand(n, k, dtype=dtype, seed=40), rand(k, m, dtype=dtype, seed=41)
+        bias = rand(m, dtype=dtype, seed=42)
+        for act, row in ((K.IDENTITY, None), (K.SIGMOID, bias)):
+            want = plain_loops(a, b, row, act)
+            for offset in range(0, K.CACHE_LINE, np.dtype(dtype).itemsize):
+                b_at = at_offset(b, offset)
+                for rows in (K._mm_rows, K._mm_rows_serial):
+                    out = np.full((n, m), np.nan, dtype)
+                    rows(a, b_at, row, out, act)
+                    same_bits(out, want)
