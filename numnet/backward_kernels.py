@@ -280,7 +280,7 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
         Bs[0],
         hs[0],
         output if depth == 1 else hidden,
-        _threads_for(threads, n, *Ws[0].shape),
+        _threads_for(threads, n, Ws[0].shape[0], Ws[0].shape[1]),
     )
     for i in range(1, depth):
         k, m = Ws[i].shape
@@ -309,6 +309,8 @@ def train_step_kernel(x, target, Ws, Bs, dWs, dBs, bufs_W, bufs_B, hidden, outpu
             backprop_kernel(delta, Ws[i], hs[i - 1], hidden, below, t)
             delta = below
     for i in range(depth):
-        sgd_step_kernel(Ws[i], dWs[i], bufs_W[i], lr, momentum, first, _threads_for(threads, n, *Ws[i].shape))
+        sgd_step_kernel(
+            Ws[i], dWs[i], bufs_W[i], lr, momentum, first, _threads_for(threads, n, Ws[i].shape[0], Ws[i].shape[1])
+        )
         sgd_kernel(Bs[i], dBs[i], bufs_B[i], lr, momentum, first)
     return True, value
