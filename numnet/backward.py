@@ -183,6 +183,7 @@ class SGD:
         self.buffers = None  # momentum buffers, made by the first step (torch's convention)
         self._fused = _fused_arrays(self.layers)  # for train_step; None: it takes two calls
         self._codes = {}
+        self._unfit = set()  # train_step: argument kinds its compiled call failed to compile for
 
     def step(self, grads: Grads) -> None:
         """p -= lr * buf for every W and b, buf the momentum buffer (or the gradient)."""
@@ -242,6 +243,7 @@ class SGD:
             and type(target) is np.ndarray
             and target.ndim == (2 if codes[2] == MSE else 1)
             and x.ndim == 2
+            and not (self._unfit and _kind(x, target) in self._unfit)
         ):
             Ws, Bs, dWs, dBs = self._fused
             first = self.buffers is None and self.momentum != 0
@@ -270,6 +272,7 @@ class SGD:
                 )
             except Exception:  # argument types it was not written for (a dtype mix, ...)
                 done = False
+                self._unfit.add(_kind(x, target))  # numba would try to compile them again each step
             if done:
                 if first:
                     self.buffers = buffers
@@ -280,6 +283,12 @@ class SGD:
             raise e.with_traceback(None)
         self.step(grads)
         return value
+
+
+def _kind(x, target):
+    """What numba's type for x and target depends on: SGD.train_step's compiled call
+    either compiles for both or not, whatever their values."""
+    return tuple((a.dtype, a.ndim, a.flags.c_contiguous, a.flags.f_contiguous, a.flags.writeable) for a in (x, target))
 
 
 def _fused_arrays(layers):

@@ -621,3 +621,32 @@ def test_train_step_on_an_empty_batch_is_nan_and_leaves_the_weights():
     value = numnet.SGD(layers, 0.1).train_step(x[:0], np.zeros((0, 2), f32))
     assert np.isnan(value)
     assert all(np.array_equal(W, W0) for (W, _), (W0, _) in zip(layers, before))
+
+
+@pytest.mark.parametrize("x_dtype", [f64, f32])
+def test_train_step_tries_its_compiled_call_once_for_arguments_it_does_not_take(x_dtype, monkeypatch):
+    """x of another dtype than the layers (float64 into float32 ones; and float32 as a
+    control): the compiled call does not compile for them, and a failed compilation
+    costs milliseconds, so train_step tries it once, then takes the two calls at once."""
+    from numnet import backward_kernels as BK
+
+    tries = []
+    kernel = BK.train_step_kernel
+
+    def counted(*args):
+        tries.append(1)
+        return kernel(*args)
+
+    monkeypatch.setattr(BK, "train_step_kernel", counted)
+    rng = np.random.default_rng(11)
+    layers = init_layers([8, 6, 3], seed=4, dtype=f32)
+    x, target = rng.standard_normal((5, 8)).astype(x_dtype), rng.integers(0, 3, 5)
+    opt = numnet.SGD(layers, 0.1)
+    outcomes = []
+    for _ in range(3):
+        try:
+            outcomes.append(opt.train_step(x, target, hidden="relu", output="none", loss="cross_entropy").dtype)
+        except (TypeError, ValueError) as e:  # loss_and_grads may refuse the mix: the same each time
+            outcomes.append(str(e))
+    assert outcomes[0] == outcomes[1] == outcomes[2]
+    assert len(tries) == (1 if x_dtype is f64 else 3)
