@@ -447,13 +447,7 @@ def _padded_row_impl(bias, width):
     if isinstance(bias, types.NoneType):
         return lambda bias, width: None
 
-    def impl(bias, width):
-        row = zeros_aligned((width,), bias.dtype)
-        for j in range(bias.shape[0]):
-            row[j] = bias[j]
-        return row
-
-    return impl
+    return lambda bias, width: _rest_row(bias, 0, 0, bias.shape[0], width)
 
 
 def _rest_row(bias, head, shift, rest, width):
@@ -730,25 +724,17 @@ def _unaligned_columns(b, nr):
 
 
 @jit(error_model="numpy")
-def _write_rest_tile(tile, out, i0, head, shift, row, j0, act):
-    """_write_tile for the row product's copied panel (_mm_by_rows): its columns j < head
-    are out's columns j, the others out's columns shift + j; row[j0 + j]: the bias of
-    its column j, or None."""
+def _write_rest_tile(tile, out, i0, head, shift, row, act):
+    """_write_tile for the row product's copied panel when b's first columns are in it
+    (_mm_by_rows, head > 0): its columns j < head are out's columns j, the others out's
+    columns shift + j; row: the bias in the panel's order (_rest_row), or None."""
     if row is not None or act != IDENTITY:
-        _finish_tile(tile, row, j0, act)
+        _finish_tile(tile, row, 0, act)
     for i in range(min(tile.shape[0], out.shape[0] - i0)):
         for j in range(head):
             out[np.uint64(i0 + i), np.uint64(j)] = tile[i, j]
-    # With no head, the loop of _write_tile: the one below, from a column not known to be
-    # 0, took linear 64x64 -> 10 from 3.4 to 3.6 us.
-    if head == 0:
-        for i in range(min(tile.shape[0], out.shape[0] - i0)):
-            for j in range(min(tile.shape[1], out.shape[1] - shift)):
-                out[np.uint64(i0 + i), np.uint64(shift + j)] = tile[i, j]
-    else:
-        for i in range(min(tile.shape[0], out.shape[0] - i0)):
-            for j in range(head, min(tile.shape[1], out.shape[1] - shift)):
-                out[np.uint64(i0 + i), np.uint64(shift + j)] = tile[i, j]
+        for j in range(head, min(tile.shape[1], out.shape[1] - shift)):
+            out[np.uint64(i0 + i), np.uint64(shift + j)] = tile[i, j]
 
 
 def _mm_by_rows(a, b, bias, out, act):
@@ -790,9 +776,7 @@ def _mm_by_rows(a, b, bias, out, act):
         for j in range(head):  # ... the first head of which (in the last whole panel) give way to b's first
             tail[p, j] = b[p, j]
     row = _padded_row(bias, b_panels * nr)
-    # The rest panel's bias in its order: with no head, row itself (read from column shift on).
-    tail_row = _rest_row(bias, head, shift, rest, nr) if head > 0 else row
-    tail_j0 = 0 if head > 0 else shift
+    tail_row = _rest_row(bias, head, shift, rest, nr) if head > 0 else row  # row: unused, of its type
     by_rows = LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
     shares = THREADS if by_rows or b_panels % THREADS != 0 else 1
     for task in prange(b_panels * shares):
@@ -811,13 +795,19 @@ def _mm_by_rows(a, b, bias, out, act):
                     _write_tile(tile, out, q * MR, head + jp * nr, row, act)
                 else:
                     _row_kernel(a, q * MR, _as_c_order(tail), 0, tile)
-                    _write_rest_tile(tile, out, q * MR, head, shift, tail_row, tail_j0, act)
+                    if head == 0:  # b's last columns alone
+                        _write_tile(tile, out, q * MR, shift, row, act)
+                    else:
+                        _write_rest_tile(tile, out, q * MR, head, shift, tail_row, act)
         else:
             tile = np.empty((NARROW_ROWS, nr // VECTORS), dtype)
             groups = (n + NARROW_ROWS - 1) // NARROW_ROWS
             for q in range(share * groups // shares, (share + 1) * groups // shares):
                 _narrow_row_kernel(a, q * NARROW_ROWS, _as_c_order(tail), tile)
-                _write_rest_tile(tile, out, q * NARROW_ROWS, head, shift, tail_row, tail_j0, act)
+                if head == 0:
+                    _write_tile(tile, out, q * NARROW_ROWS, shift, row, act)
+                else:
+                    _write_rest_tile(tile, out, q * NARROW_ROWS, head, shift, tail_row, act)
 
 
 _mm_rows = jit(parallel=True, error_model="numpy")(_mm_by_rows)
