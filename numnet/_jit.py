@@ -457,7 +457,10 @@ class _CompileNotice(event.Listener):
     def _say(self):
         if not self.said:
             self.said = True
-            print(compile_notice(), file=sys.stderr, flush=True)
+            # One write of the whole line: print's two (text, then newline) interleaved
+            # when forked workers compiled at once ("...cache)numnet: ...cache)" + "\n\n").
+            sys.stderr.write(compile_notice() + "\n")
+            sys.stderr.flush()
 
 
 event.register("numba:compile", _CompileNotice())
