@@ -400,9 +400,13 @@ ROWS_SHARE_TILES = 8
 # otherwise would be only when m is not a whole number of panels. Measured on the Intel
 # Xeon with b at 16, 32 and 48 bytes past a line (two threads, us, before / after, b at a
 # line: before): 512x784 -> 256 718-729 / 648-660 (586); 512x784 -> 128 370-372 / 321-327
-# (309); 128x784 -> 128 97-98 / 101-103 (82); 64x784 -> 256 114-116 / 106-110 (95); 16x784
-# -> 128 18 / 32 (16). The AMD EPYC has not run it.
-ALIGNED_PANELS_MIN = 1 << 16
+# (309). The copy was then made before the threads started, and the thread that read it
+# pulled it from the other core's cache: below 64K outputs it cost more than it saved.
+# Each thread now copies the panel it reads (_rest_panel; b 16 bytes past a line, us,
+# without / with the shift): 16x784 -> 128 18-19 / 25; 32x784 -> 128 37-39 / 35-39;
+# 64x784 -> 128 58-65 / 56-63; 32x784 -> 256 74 / 59-70; 64x784 -> 256 114-120 / 99-101;
+# 256x784 -> 128 210-217 / 176-184. The AMD EPYC has not run it.
+ALIGNED_PANELS_MIN = 1 << 13
 # The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
 # output through memory, p after p, which a narrow product (a 10-class layer) waits on.
 # Measured on an AMD EPYC (Zen 4, one thread, float32, loops / rows, us): 64x64x10
@@ -737,7 +741,23 @@ def _write_rest_tile(tile, out, i0, head, shift, row, act):
             out[np.uint64(i0 + i), np.uint64(shift + j)] = tile[i, j]
 
 
-def _mm_by_rows(a, b, bias, out, act):
+@jit(inline="always")
+def _rest_panel(b, head, shift, rest, width):
+    """The row product's copied panel (_mm_by_rows): b's first ``head`` columns, then its
+    columns shift + j for head <= j < rest, zero to ``width`` (a constant where it is
+    called, so that the copy of a row is whole vectors); C-ordered, at a cache line."""
+    k = b.shape[0]
+    tail = empty_aligned((k, width), b.dtype)
+    zero = b.dtype.type(0)
+    for p in range(k):
+        for j in range(width):
+            tail[p, j] = b[p, np.uint64(shift + j)] if j < rest else zero
+        for j in range(head):  # the first head give way to b's first columns
+            tail[p, j] = b[p, np.uint64(j)]
+    return _as_c_order(tail)
+
+
+def _mm_by_rows(a, b, bias, out, act, threaded):
     """out = f(a @ b + bias) with b read in place: for products with few rows, where
     packing b (_mm_by_blocks) would cost as much as the product.
 
@@ -748,13 +768,15 @@ def _mm_by_rows(a, b, bias, out, act):
     ``head`` columns, fewer than a line, come before it; elsewhere head is 0); the
     columns left over, those first ones and those past the last whole panel, are
     copied side by side into one zero-padded panel (to NR columns, or to one vector when
-    they are no wider, swept by NARROW_ROWS-row tiles), so no tile reads past b.
+    they are no wider, swept by NARROW_ROWS-row tiles), so no tile reads past b; each
+    thread that reads that panel copies it (_rest_panel), into its own cache.
     Each output is computed by one thread, p in order: the same bits as _mm_loops. The
     tasks are (panel, share of the rows) pairs, panel-major, so that a thread keeps to
     its own panels of b (in its L2 cache) when there are enough of them; where the L2
     cache has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of rows or more, they are
     share-major instead: a thread keeps to its rows of a, and reads them once from the L3
-    cache rather than once per panel.
+    cache rather than once per panel. Without threads (``threaded`` False: the serial
+    twin) the tasks are the panels alone: the copied panel is copied once.
     """
     n, k = a.shape
     m = b.shape[1]
@@ -766,19 +788,10 @@ def _mm_by_rows(a, b, bias, out, act):
     shift = whole * nr  # the rest panel's column j >= head is out's column shift + j
     b_panels = whole + (1 if rest > 0 else 0)
     narrow = rest <= nr // VECTORS
-    depth = k if rest > 0 else 0  # nothing left over: nothing to copy (a 784x16 zero fill saved)
-    # The rest panel, zero-padded; a wide one starts a cache line (read a row of NR at a
-    # time), a narrow one is left where numba puts it (aligned, 64x64 -> 10 took 10% longer).
-    tail = np.zeros((depth, nr // VECTORS), dtype) if narrow else zeros_aligned((depth, nr), dtype)
-    for p in range(depth):
-        for j in range(rest):  # b's last rest columns, shift on ...
-            tail[p, j] = b[p, shift + j]
-        for j in range(head):  # ... the first head of which (in the last whole panel) give way to b's first
-            tail[p, j] = b[p, j]
     row = _padded_row(bias, b_panels * nr)
     tail_row = _rest_row(bias, head, shift, rest, nr) if head > 0 else row  # row: unused, of its type
-    by_rows = LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
-    shares = THREADS if by_rows or b_panels % THREADS != 0 else 1
+    by_rows = threaded and LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
+    shares = THREADS if threaded and (by_rows or b_panels % THREADS != 0) else 1
     for task in prange(b_panels * shares):
         if by_rows:  # share-major: a thread keeps to its rows of a, through every panel
             jp = task % b_panels
@@ -787,23 +800,26 @@ def _mm_by_rows(a, b, bias, out, act):
             jp = task // shares
             share = task % shares
         if jp < whole or not narrow:
+            if jp < whole:
+                panel, j0 = _as_c_order(b), head + jp * nr
+            else:  # the columns left over, copied by this thread
+                panel, j0 = _rest_panel(b, head, shift, rest, nr), 0
             tile = np.empty((MR, nr), dtype)
             panels = (n + MR - 1) // MR
             for q in range(share * panels // shares, (share + 1) * panels // shares):
+                _row_kernel(a, q * MR, panel, j0, tile)
                 if jp < whole:
-                    _row_kernel(a, q * MR, b, head + jp * nr, tile)
-                    _write_tile(tile, out, q * MR, head + jp * nr, row, act)
+                    _write_tile(tile, out, q * MR, j0, row, act)
+                elif head == 0:  # b's last columns alone
+                    _write_tile(tile, out, q * MR, shift, row, act)
                 else:
-                    _row_kernel(a, q * MR, _as_c_order(tail), 0, tile)
-                    if head == 0:  # b's last columns alone
-                        _write_tile(tile, out, q * MR, shift, row, act)
-                    else:
-                        _write_rest_tile(tile, out, q * MR, head, shift, tail_row, act)
+                    _write_rest_tile(tile, out, q * MR, head, shift, tail_row, act)
         else:
+            tail = _rest_panel(b, head, shift, rest, nr // VECTORS)
             tile = np.empty((NARROW_ROWS, nr // VECTORS), dtype)
             groups = (n + NARROW_ROWS - 1) // NARROW_ROWS
             for q in range(share * groups // shares, (share + 1) * groups // shares):
-                _narrow_row_kernel(a, q * NARROW_ROWS, _as_c_order(tail), tile)
+                _narrow_row_kernel(a, q * NARROW_ROWS, tail, tile)
                 if head == 0:
                     _write_tile(tile, out, q * NARROW_ROWS, shift, row, act)
                 else:
@@ -893,9 +909,9 @@ def _mm(a, b, bias, out, act, threads):
         _mm_loops(a, b, bias, out, act)
     elif rows_pay(a.shape[0], a.shape[1], b.shape[1], out.itemsize):
         if threads > 1:
-            _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act)
+            _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act, True)
         else:
-            _mm_rows_serial(_as_strided(a), _c_ordered(b), bias, out, act)
+            _mm_rows_serial(_as_strided(a), _c_ordered(b), bias, out, act, False)
     elif threads > 1:
         _mm_blocked(_as_strided(a), _as_strided(b), bias, out, act)
     else:

@@ -164,9 +164,9 @@ def test_layouts_and_thread_counts_give_the_same_bits():
 def _by_rows(a, b, bias, out, act, threads):
     """The row kernel (b read in place), threaded or serial, as numnet.kernels._mm calls it."""
     if threads > 1:
-        K._mm_rows(K._as_strided(a), K._c_ordered(b), bias, out, act)
+        K._mm_rows(K._as_strided(a), K._c_ordered(b), bias, out, act, True)
     else:
-        K._mm_rows_serial(K._as_strided(a), K._c_ordered(b), bias, out, act)
+        K._mm_rows_serial(K._as_strided(a), K._c_ordered(b), bias, out, act, False)
 
 
 @numba.njit
@@ -382,10 +382,20 @@ def at_offset(x, offset):
 
 # (n, k, m): the copied panel a whole NR wide (m a multiple of NR), one vector wide, and
 # in between; n * m at least ALIGNED_PANELS_MIN, so that the Xeon starts the panels read
-# in place past b's first columns.
+# in place past b's first columns. The rows shared out (many rows) and the panels (fewer
+# rows), the copied panel then read by one thread or, with an odd number of panels, by
+# both (each copying it).
 UNALIGNED_SHAPES = {
-    f32: [(512, 20, 2 * NR[f32]), (1024, 9, NR[f32] + 16), (600, 7, NR[f32] + 48), (256, 5, 4 * NR[f32] + 16)],
-    f64: [(1024, 20, 2 * NR[f64]), (2048, 9, NR[f64] + 8), (1100, 7, NR[f64] + 24)],
+    f32: [
+        (512, 20, 2 * NR[f32]),
+        (1024, 9, NR[f32] + 16),
+        (600, 7, NR[f32] + 48),
+        (256, 5, 4 * NR[f32] + 16),
+        (64, 11, 2 * NR[f32] + 16),
+        (64, 11, 2 * NR[f32] + 48),
+        (64, 6, 3 * NR[f32] + 16),
+    ],
+    f64: [(1024, 20, 2 * NR[f64]), (2048, 9, NR[f64] + 8), (1100, 7, NR[f64] + 24), (90, 11, 4 * NR[f64] + 8)],
 }
 
 
@@ -402,7 +412,7 @@ def test_the_row_product_gives_the_same_bits_wherever_b_starts(dtype):
             want = plain_loops(a, b, row, act)
             for offset in range(0, K.CACHE_LINE, np.dtype(dtype).itemsize):
                 b_at = at_offset(b, offset)
-                for rows in (K._mm_rows, K._mm_rows_serial):
+                for rows, threaded in ((K._mm_rows, True), (K._mm_rows_serial, False)):
                     out = np.full((n, m), np.nan, dtype)
-                    rows(a, b_at, row, out, act)
+                    rows(a, b_at, row, out, act, threaded)
                     same_bits(out, want)
