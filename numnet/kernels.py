@@ -44,7 +44,9 @@ vector wide gets a NARROW_ROWS x one-vector tile). It is the kernel for few rows
 layer's batch, the backward pass's products), where packing all of b on every call would
 cost about as much as the product, and for shallow b, whose panels stay in the L2 cache
 (on the Intel Xeon, whose L2 is twice the AMD EPYC's: for narrow b, at most two panels
-wide, instead; ``rows_pay``); large square products keep the blocked kernel.
+wide, instead; and there, few rows too only where b's panels stay in the L2 cache, which
+rows of b a large power of two bytes apart may keep them from; ``rows_pay``); large
+square products keep the blocked kernel.
 
 Products with fewer than ROWS_MIN multiply-adds, or fewer rows than MR, take the plain
 loops (``_mm_loops``), through the ops as in compiled callers of ``_mm`` (the training
@@ -387,6 +389,30 @@ PANELS_PER_BLOCK = 32 if LARGE_L2 else 8
 ROWS_MAX = 512
 ROWS_PANEL_BYTES = 1 << 18
 ROWS_PANELS = 2
+# Up to ROWS_MAX rows, the Intel Xeon's row product needs its panels of b to stay in the
+# L2 cache, which b's rows, read in place, may not: rows whose starts are a multiple of a
+# large power of two apart fall on few positions within a page, hence on few of the
+# cache's sets (_panel_room); a panel of 784 rows of b 1024 floats wide (4 KiB apart)
+# has room for 2048 of its 3136 lines. The row product reads b in place when its panel
+# (k x NR values) takes at most half the room it has and b's rows are less than a page
+# apart (each row a new page is one the hardware prefetchers do not cross), or at most
+# all of the room for at most ROWS_FIT_MAX rows (fewer rows of a share the cache), or
+# for at most ROWS_FEW rows, where packing all of b costs more than any slowdown.
+# Measured on the Intel Xeon (two threads, ms, rows / blocks; n x k -> m): 512x784 ->
+# 256 0.70 / 0.82; 128x784 -> 512 0.48 / 0.55; 64x784 -> 512 0.24 / 0.39; 64x256 -> 1024
+# 0.16 / 0.25; 16x1024 -> 1024 0.31 / 0.57; 32x1024 -> 1024 0.68 / 0.79; 512x784 -> 384
+# 1.19 / 1.26; 512x256 -> 512 0.53 / 0.57; against 256x784 -> 512 1.01 / 0.90; 512x784 ->
+# 512 1.80 / 1.60; 512x2048 -> 256 4.7 / 2.3; 64x2048 -> 512 1.33 / 1.05; 64x1024 -> 1024
+# 1.06 / 0.94; 128x1024 -> 1024 2.2 / 1.5; 512x1024 -> 1024 7.9 / 4.1; 512x784 -> 1024
+# 6.0 / 3.3; 512x256 -> 4096 9.4 / 4.7. Through numnet.linear, alternating processes,
+# before (the row product) / after: 512x1024 -> 1024 8.0-8.4 / 4.0-4.2; 512x784 -> 1024
+# 5.7-6.3 / 3.2-3.3; 512x2048 -> 256 3.3-3.7 / 2.2; 256x784 -> 512 0.96-1.03 / 0.89-0.91;
+# 512x784 -> 512 1.80-1.92 / 1.56-1.66; and the row product kept at 512x512 -> 512
+# (0.97-1.04 against 1.05-1.11 blocked). The AMD EPYC keeps ROWS_MAX alone.
+ROWS_FEW = 32
+ROWS_FIT_MAX = 128
+PAGE = 4096
+L2_BYTES = _l2_bytes()
 # The row product shares out its rows rather than its panels between the threads where
 # the L2 has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of MR rows or more (fewer
 # leave the threads uneven: 64x784 -> 256 took 3% longer). Measured on the Intel Xeon, two
@@ -876,11 +902,26 @@ loops_suffice = jit(inline="always")(small_product)  # the same test, in compile
 
 
 @jit(inline="always")
+def _panel_room(row_bytes):
+    """The bytes of a core's L2 cache that a panel of b read in place can take when b's
+    rows start row_bytes apart: a line's set follows its position in its page (and the
+    page), and the panel's rows take PAGE / 2^t positions of a page, 2^t the largest power
+    of two dividing row_bytes (at most a page), each TILE_BYTES long."""
+    step = min(row_bytes & -row_bytes, PAGE)
+    lines = min(PAGE // CACHE_LINE, PAGE // step * (TILE_BYTES // CACHE_LINE))
+    return L2_BYTES * lines // (PAGE // CACHE_LINE)
+
+
+@jit(inline="always")
 def rows_pay(n, k, m, itemsize):
     """True when an (n, k) @ (k, m) product of items of ``itemsize`` bytes should read b in
-    place (ROWS_MAX says when)."""
+    place (ROWS_MAX, ROWS_FEW and ROWS_FIT_MAX say when)."""
     if n <= ROWS_MAX:
-        return True
+        if not LARGE_L2 or n <= ROWS_FEW:
+            return True
+        panel = k * TILE_BYTES
+        room = _panel_room(m * itemsize)
+        return (2 * panel <= room and m * itemsize < PAGE) or (n <= ROWS_FIT_MAX and panel <= room)
     if LARGE_L2:
         return m * itemsize <= ROWS_PANELS * TILE_BYTES
     return k * TILE_BYTES < ROWS_PANEL_BYTES

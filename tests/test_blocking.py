@@ -416,3 +416,28 @@ def test_the_row_product_gives_the_same_bits_wherever_b_starts(dtype):
                     out = np.full((n, m), np.nan, dtype)
                     rows(a, b_at, row, out, act, threaded)
                     same_bits(out, want)
+
+
+def test_the_room_a_panel_of_b_has_in_the_l2_cache():
+    """A panel of b read in place has the whole L2 cache when its rows start at every
+    offset in a page, a quarter of it when they start 1 KiB apart (four offsets, each a
+    256-byte row of the tile: 16 of a page's 64 lines), and a sixteenth when they start a
+    page apart or more (one offset: 4 lines)."""
+    whole = K.L2_BYTES
+    lines_in_a_page = 4096 // 64
+    tile_lines = K.TILE_BYTES // 64
+    assert K._panel_room(4 * 1000) == whole  # 4000 = 32 * 125: 128 offsets, all 64 lines
+    assert K._panel_room(1024) == whole * 4 * tile_lines // lines_in_a_page
+    assert K._panel_room(4096) == K._panel_room(4 * 4096) == whole * tile_lines // lines_in_a_page
+
+
+@pytest.mark.skipif(not K.LARGE_L2, reason="the rule for the Intel Xeon's 2 MiB L2 cache")
+def test_wide_b_with_rows_a_power_of_two_apart_is_packed():
+    """Up to ROWS_MAX rows, b is read in place only where its panels keep room in the L2
+    cache (512x1024 -> 1024 took twice as long in place as packed)."""
+    assert K.rows_pay(512, 784, 256, 4)  # the bench's layers: 196 KiB of 512 KiB
+    assert K.rows_pay(512, 512, 512, 4)  # half the room: still in place
+    assert not K.rows_pay(512, 1024, 1024, 4)  # 256 KiB of 128 KiB
+    assert not K.rows_pay(512, 256, 4096, 4)  # rows a page apart: packed
+    assert K.rows_pay(64, 256, 1024, 4)  # few rows: all the room may go to the panel
+    assert K.rows_pay(K.ROWS_FEW, 4096, 4096, 4)  # fewer still: never worth packing b
