@@ -404,7 +404,9 @@ ROWS_PANELS = 2
 # 1.19 / 1.26; 512x256 -> 512 0.53 / 0.57; against 256x784 -> 512 1.01 / 0.90; 512x784 ->
 # 512 1.80 / 1.60; 512x2048 -> 256 4.7 / 2.3; 64x2048 -> 512 1.33 / 1.05; 64x1024 -> 1024
 # 1.06 / 0.94; 128x1024 -> 1024 2.2 / 1.5; 512x1024 -> 1024 7.9 / 4.1; 512x784 -> 1024
-# 6.0 / 3.3; 512x256 -> 4096 9.4 / 4.7. Through numnet.linear, alternating processes,
+# 6.0 / 3.3; 512x256 -> 4096 9.4 / 4.7; past ROWS_MAX rows, with b at most ROWS_PANELS
+# wide: 2048x4096 -> 128 12.3 / 8.8; 1024x8192 -> 128 18.2 / 9.0, against 4096x4096 ->
+# 64 8.8 / 10.6; 1024x2048 -> 128 1.81 / 2.03. Through numnet.linear, alternating processes,
 # before (the row product) / after: 512x1024 -> 1024 8.0-8.4 / 4.0-4.2; 512x784 -> 1024
 # 5.7-6.3 / 3.2-3.3; 512x2048 -> 256 3.3-3.7 / 2.2; 256x784 -> 512 0.96-1.03 / 0.89-0.91;
 # 512x784 -> 512 1.80-1.92 / 1.56-1.66; and the row product kept at 512x512 -> 512
@@ -915,16 +917,15 @@ def _panel_room(row_bytes):
 @jit(inline="always")
 def rows_pay(n, k, m, itemsize):
     """True when an (n, k) @ (k, m) product of items of ``itemsize`` bytes should read b in
-    place (ROWS_MAX, ROWS_FEW and ROWS_FIT_MAX say when)."""
+    place (ROWS_MAX, ROWS_FEW, ROWS_FIT_MAX and ROWS_PANELS say when)."""
+    if not LARGE_L2:
+        return n <= ROWS_MAX or k * TILE_BYTES < ROWS_PANEL_BYTES
+    panel = k * TILE_BYTES
+    room = _panel_room(m * itemsize)
+    fits = 2 * panel <= room and m * itemsize < PAGE
     if n <= ROWS_MAX:
-        if not LARGE_L2 or n <= ROWS_FEW:
-            return True
-        panel = k * TILE_BYTES
-        room = _panel_room(m * itemsize)
-        return (2 * panel <= room and m * itemsize < PAGE) or (n <= ROWS_FIT_MAX and panel <= room)
-    if LARGE_L2:
-        return m * itemsize <= ROWS_PANELS * TILE_BYTES
-    return k * TILE_BYTES < ROWS_PANEL_BYTES
+        return n <= ROWS_FEW or fits or (n <= ROWS_FIT_MAX and panel <= room)
+    return fits and m * itemsize <= ROWS_PANELS * TILE_BYTES
 
 
 @jit

@@ -433,11 +433,14 @@ def test_the_room_a_panel_of_b_has_in_the_l2_cache():
 
 @pytest.mark.skipif(not K.LARGE_L2, reason="the rule for the Intel Xeon's 2 MiB L2 cache")
 def test_wide_b_with_rows_a_power_of_two_apart_is_packed():
-    """Up to ROWS_MAX rows, b is read in place only where its panels keep room in the L2
-    cache (512x1024 -> 1024 took twice as long in place as packed)."""
+    """b is read in place only where its panels keep room in the L2 cache (512x1024 ->
+    1024 took twice as long in place as packed), past ROWS_MAX rows only if narrow too."""
     assert K.rows_pay(512, 784, 256, 4)  # the bench's layers: 196 KiB of 512 KiB
     assert K.rows_pay(512, 512, 512, 4)  # half the room: still in place
     assert not K.rows_pay(512, 1024, 1024, 4)  # 256 KiB of 128 KiB
     assert not K.rows_pay(512, 256, 4096, 4)  # rows a page apart: packed
     assert K.rows_pay(64, 256, 1024, 4)  # few rows: all the room may go to the panel
     assert K.rows_pay(K.ROWS_FEW, 4096, 4096, 4)  # fewer still: never worth packing b
+    assert K.rows_pay(4096, 784, 10, 4)  # an output layer: one narrow panel
+    assert not K.rows_pay(2048, 4096, 128, 4)  # narrow, but 1 MiB panels of 1 MiB of room
+    assert not K.rows_pay(4096, 784, 256, 4)  # four panels: packed past ROWS_MAX rows
