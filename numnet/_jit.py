@@ -33,8 +33,10 @@ call one another across files and reach parallel code. Four ways it went wrong h
    two versions of a kernel recompiles neither); older ones are removed.
 
 3. **Damaged or shared caches.** Every data file holds its own index key and a SHA-256
-   of its contents and is written under a temporary name, then renamed; its name is
-   derived from the key, so two processes compiling different signatures at once never
+   of its contents, every index a SHA-256 of its own (a garbled file is never unpickled:
+   CPython prints errors to stderr while unpickling some garbage, which no ``except``
+   can catch), and each is written under a temporary name, then renamed; a data file's
+   name is derived from the key, so two processes compiling different signatures at once never
    write the same file (numba numbers the files, and two processes could each take
    number 1: the one that read the index found the other's code, for another
    signature). The index is rewritten under a file lock. A file that is truncated,
@@ -282,6 +284,19 @@ class _CacheImpl(CompileResultCacheImpl):
 _MAGIC = b"numnet-cache-1\n"
 
 
+def _sealed(payload):
+    """payload with _MAGIC and its SHA-256 before it: what numnet writes to a cache file."""
+    return _MAGIC + hashlib.sha256(payload).digest() + payload
+
+
+def _unsealed(blob):
+    """The payload of a _sealed blob; None when the blob is truncated, garbled or not one."""
+    digest, payload = blob[len(_MAGIC) : len(_MAGIC) + 32], blob[len(_MAGIC) + 32 :]
+    if not blob.startswith(_MAGIC) or hashlib.sha256(payload).digest() != digest:
+        return None
+    return payload
+
+
 @contextlib.contextmanager
 def _index_lock(directory):
     """An exclusive lock on the cache directory while one process rewrites an index."""
@@ -305,7 +320,7 @@ class _CacheFile(IndexDataCacheFile):
         payload = serialize.dumps((key, data))
         name = self._data_name_for(serialize.dumps(key))
         with self._open_for_write(self._data_path(name)) as f:  # a temporary name, then a rename
-            f.write(_MAGIC + hashlib.sha256(payload).digest() + payload)
+            f.write(_sealed(payload))
         with _index_lock(self._cache_path):
             overloads = self._load_index()
             overloads[key] = name
@@ -316,19 +331,23 @@ class _CacheFile(IndexDataCacheFile):
         if name is None:
             return None
         blob = self._read(self._data_path(name))
-        if blob is None:
+        payload = None if blob is None else _unsealed(blob)
+        if payload is None:  # missing, truncated or garbled
             return None
-        digest, payload = blob[len(_MAGIC) : len(_MAGIC) + 32], blob[len(_MAGIC) + 32 :]
-        if not blob.startswith(_MAGIC) or hashlib.sha256(payload).digest() != digest:
-            return None  # truncated or garbled
         stored_key, data = pickle.loads(payload)
         return data if stored_key == key else None
 
+    def _save_index(self, overloads):
+        payload = pickle.dumps(self._version, protocol=-1) + self._dump((self._source_stamp, overloads))
+        with self._open_for_write(self._index_path) as f:
+            f.write(_sealed(payload))
+
     def _load_index(self):
         blob = self._read(self._index_path)
-        if blob is None:
+        payload = None if blob is None else _unsealed(blob)
+        if payload is None:  # missing, truncated or garbled: an empty index, rewritten whole
             return {}
-        stream = io.BytesIO(blob)
+        stream = io.BytesIO(payload)
         if pickle.load(stream) != self._version:
             return {}
         stamp, overloads = pickle.loads(stream.read())

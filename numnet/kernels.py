@@ -909,7 +909,7 @@ def _panel_room(row_bytes):
     rows start row_bytes apart: a line's set follows its position in its page (and the
     page), and the panel's rows take PAGE / 2^t positions of a page, 2^t the largest power
     of two dividing row_bytes (at most a page), each TILE_BYTES long."""
-    step = min(row_bytes & -row_bytes, PAGE)
+    step = max(1, min(row_bytes & -row_bytes, PAGE))  # 1 for an empty row: all the room
     lines = min(PAGE // CACHE_LINE, PAGE // step * (TILE_BYTES // CACHE_LINE))
     return L2_BYTES * lines // (PAGE // CACHE_LINE)
 

@@ -376,3 +376,25 @@ def test_the_tag_follows_the_sources(tmp_path):
     with open(root / "numnet" / "walkthrough.py", "a") as f:
         f.write("\n# an edit\n")
     assert run(code, tmp_path / "c", env=env, cwd=root).stdout != first
+
+
+def test_a_garbled_index_is_never_unpickled(tmp_path, monkeypatch):
+    """An index that is not what numnet wrote reads as empty without reaching pickle:
+    unpickling some garbage makes CPython print errors to stderr that no except can
+    catch ('SystemError: deallocated bytearray object has exported buffers' came out of
+    a garbled index once). One that numnet wrote reads back."""
+    from numnet import _jit
+
+    folder = tmp_path / "cache"
+    folder.mkdir(mode=0o700)
+    index = _jit._CacheFile(str(folder), "f.py311", "stamp")
+    index._save_index({"key": "f-1.nbc"})
+    assert index._load_index() == {"key": "f-1.nbc"}
+    path = Path(index._index_path)
+    whole = path.read_bytes()
+    for garbled in (np.random.default_rng(0).integers(0, 256, len(whole), dtype=np.uint8).tobytes(), whole[:-1]):
+        path.write_bytes(garbled)
+        with monkeypatch.context() as m:
+            m.setattr(_jit.pickle, "load", lambda *a: pytest.fail("a garbled index was unpickled"))
+            m.setattr(_jit.pickle, "loads", lambda *a: pytest.fail("a garbled index was unpickled"))
+            assert index._load_index() == {}
