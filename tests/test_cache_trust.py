@@ -80,17 +80,15 @@ class Payload:
 
 def plant(cache, marker, data=True, index=True):
     """Replace what numnet would unpickle in ``cache`` with the payload, as an attacker
-    with write access would: data files keep numnet's header with a fresh SHA-256."""
+    with write access would: data and index files keep numnet's header with a fresh
+    SHA-256 (a checksum, not a signature: anyone who can write the file can make one)."""
     evil = pickle.dumps(Payload(f"touch {marker}"))
     planted = 0
     for path in cache.rglob("*"):
-        if data and path.suffix == ".nbc":
+        if (data and path.suffix == ".nbc") or (index and path.suffix == ".nbi"):
             blob = path.read_bytes()
             magic = blob[: blob.index(b"\n") + 1]
             path.write_bytes(magic + hashlib.sha256(evil).digest() + evil)
-            planted += 1
-        if index and path.suffix == ".nbi":
-            path.write_bytes(evil)
             planted += 1
     assert planted, f"nothing to plant in {cache}"
 
