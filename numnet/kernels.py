@@ -167,7 +167,8 @@ TILE_BYTES = VECTORS * VECTOR_BITS // 8
 # core, the AMD EPYC 1 MiB. Choices that only the Xeon has been measured for are keyed on
 # it: PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay, ROWS_SHARE_TILES,
 # ALIGNED_PANELS_MIN (below) and numnet.backward_kernels.SGD_PARALLEL_MIN.
-LARGE_L2 = _l2_bytes() >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
+L2_BYTES = _l2_bytes()
+LARGE_L2 = L2_BYTES >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
 
 
 # The kernels' own arrays start a cache line (CACHE_LINE bytes; numba's np.empty starts
@@ -414,7 +415,6 @@ ROWS_PANELS = 2
 ROWS_FEW = 32
 ROWS_FIT_MAX = 128
 PAGE = 4096
-L2_BYTES = _l2_bytes()
 # The row product shares out its rows rather than its panels between the threads where
 # the L2 has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of MR rows or more (fewer
 # leave the threads uneven: 64x784 -> 256 took 3% longer). Measured on the Intel Xeon, two
