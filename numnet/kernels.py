@@ -48,18 +48,17 @@ wide, instead; and there, few rows too only where b's panels stay in the L2 cach
 rows of b a large power of two bytes apart may keep them from; ``rows_pay``); large
 square products keep the blocked kernel.
 
-**The packed row product** (``_mm_packed_rows``), on the Intel Xeon, takes the products
-that pack b when a's rows are contiguous and a panel of b fits in half the L2 cache
-(``packed_rows_pay``): b packed as the blocked kernel packs it, a read in place as the
-row product reads it. Each thread keeps one panel of b in its L2 cache while its share
-of a's rows streams past from L3, where the blocked kernel keeps a block of a and
-streams b's panels through, each a burst from L3 that the micro-kernel waits on: 5-12%
-faster on every shape measured (PACKED_ROWS_PANEL has the figures).
+On the Intel Xeon the blocked kernel packs b but not a when a's rows are contiguous and a
+panel of b fits in half the L2 cache (``a_in_place_pays``): each thread takes one block,
+its share of the rows, and reads them in place with the row product's kernel, so that
+one panel of b stays in its L2 cache while a streams past from L3. Packing a in blocks
+instead keeps a block of a in L2 and streams b's panels through, each a burst from L3
+that the micro-kernel waits on: 5-12% slower on every shape measured
+(A_IN_PLACE_PANEL has the figures).
 
 Products with fewer than ROWS_MIN multiply-adds, or fewer rows than MR, take the plain
 loops (``_mm_loops``), through the ops as in compiled callers of ``_mm`` (the training
-step, the backward products); the others take the row, the packed row or the blocked
-product. A small network runs
+step, the backward products); the others take the row or the blocked product. A small network runs
 whole in ``forward_kernel`` (one compiled call, about a microsecond for the notebook's);
 numnet.forward runs a large one layer by layer through ``linear_act_kernel``.
 The tile is MR = 6 rows by four vectors of columns (two with 256-bit vectors), 24
@@ -444,11 +443,10 @@ ROWS_SHARE_TILES = 8
 # 64x784 -> 128 58-65 / 56-63; 32x784 -> 256 74 / 59-70; 64x784 -> 256 114-120 / 99-101;
 # 256x784 -> 128 210-217 / 176-184. The AMD EPYC has not run it.
 ALIGNED_PANELS_MIN = 1 << 13
-# Where b is packed, the Intel Xeon reads a in place by rows (_mm_by_packed_rows) rather
-# than packing it in blocks too (_mm_by_blocks), when a's rows are contiguous and a panel
-# of b (k x NR values) takes at most 1 / PACKED_ROWS_PANEL of the L2 cache: its panel then
-# stays in L2 while a streams past. Measured (each kernel called directly, two threads,
-# GFLOP/s, blocked / packed rows; n x k -> m): mm 1024 297-315 / 311-325; mm 2048
+# The blocked product on the Intel Xeon reads a in place by rows rather than packing it
+# (a_in_place_pays), when a's rows are contiguous and a panel of b (k x NR values) takes
+# at most 1 / A_IN_PLACE_PANEL of the L2 cache: a panel of b then stays in L2 while a
+# streams past. Measured (two threads, GFLOP/s, a packed / read in place; n x k -> m): mm 1024 297-315 / 311-325; mm 2048
 # 287-299 / 309-321; 4096x784 -> 256 298-320 / 336-360; 1024x784 -> 512 308 / 325;
 # 2048x512 -> 256 305 / 329; 4096x256 -> 256 282 / 311; 512x784 -> 1024 291 / 299;
 # 512x1024 -> 1024 278-297 / 288-303; 2048x4096 -> 128 268 / 319; 1024x4096 -> 1024 277 /
@@ -456,7 +454,7 @@ ALIGNED_PANELS_MIN = 1 << 13
 # 1024x8192 -> 256 279 / 208; float64 mm 2048 126 / 142, 4096x784 -> 256 138 / 150;
 # with a transposed (Fortran-ordered) a, read in place: mm 1024 289 / 159.
 # The AMD EPYC, whose L2 is half the size, has not run it.
-PACKED_ROWS_PANEL = 2
+A_IN_PLACE_PANEL = 2
 # The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
 # output through memory, p after p, which a narrow product (a 10-class layer) waits on.
 # Measured on an AMD EPYC (Zen 4, one thread, float32, loops / rows, us): 64x64x10
@@ -674,6 +672,9 @@ def _mm_by_blocks(a, b, bias, out, act):
     is computed by one thread, p in order: the same bits as _mm_loops. Compiled twice,
     below: with threads (_mm_blocked) and without (_mm_blocked_serial, where prange is
     range), for processes that must not start threads (numnet._jit.threads).
+    Where a_in_place_pays says so (the Intel Xeon), a is not packed: each thread takes
+    one block, its share of the rows, read in place by the row product's kernel over the
+    whole depth, so that one panel of b stays in its L2 cache while a streams past.
     """
     n, k = a.shape
     m = b.shape[1]
@@ -682,24 +683,26 @@ def _mm_by_blocks(a, b, bias, out, act):
     packed_b = _pack_panels(b, nr, dtype)  # (m/NR, k, NR)
     b_panels = packed_b.shape[0]
     row = _padded_row(bias, b_panels * nr)  # (m rounded up to NR,) or None
-    slices = (k + KC - 1) // KC
+    by_rows = a_in_place_pays(a)
+    slices = 1 if by_rows else (k + KC - 1) // KC
     depth = (k + slices - 1) // slices  # k cut in equal slices of at most KC: no thin last one
     a_panels = (n + MR - 1) // MR
     a_in_order = _is_c_order(a)
     per_round = THREADS * PANELS_PER_BLOCK
-    blocks = THREADS * ((a_panels + per_round - 1) // per_round)
+    blocks = THREADS * (1 if by_rows else (a_panels + per_round - 1) // per_round)
     blocks = min(blocks, a_panels)
     for block in prange(blocks):
         first = block * a_panels // blocks  # this block's panels: first .. last - 1
         last = (block + 1) * a_panels // blocks
-        packed_a = empty_aligned((last - first, depth, MR), dtype)  # (panels, depth, MR)
+        packed_a = empty_aligned((0 if by_rows else last - first, depth, MR), dtype)  # (panels, depth, MR)
         tile = zeros_aligned((MR, nr), dtype)
         for p0 in range(0, k, depth):
             kc = min(depth, k - p0)
-            if a_in_order:
-                _pack_a(_as_c_order(a), first * MR, p0, kc, packed_a)
-            else:
-                _pack_a(a, first * MR, p0, kc, packed_a)
+            if not by_rows:  # (a read in place otherwise: nothing to pack)
+                if a_in_order:
+                    _pack_a(_as_c_order(a), first * MR, p0, kc, packed_a)
+                else:
+                    _pack_a(a, first * MR, p0, kc, packed_a)
             done = p0 + kc == k
             for jp in range(b_panels):
                 j0 = jp * nr
@@ -707,6 +710,10 @@ def _mm_by_blocks(a, b, bias, out, act):
                 for q in range(last - first):
                     i0 = (first + q) * MR
                     rows = min(MR, n - i0)
+                    if by_rows:  # the whole depth: done
+                        _row_kernel(a, i0, _as_c_order(packed_b[jp]), 0, tile)
+                        _write_tile(tile, out, i0, j0, row, act)
+                        continue
                     if p0 > 0:  # carry on from the sums so far (unsigned: see _write_tile)
                         for i in range(rows):
                             for j in range(cols):
@@ -817,26 +824,6 @@ def _rest_panel(b, head, shift, rest, width):
     return _as_c_order(tail)
 
 
-@jit(inline="always")
-def _row_shares(n, b_panels, threaded):
-    """How a row product over b_panels panels of b and n rows of a splits its tasks, each a
-    panel and a share of the rows: (share-major, shares). Share-major where the L2 cache
-    has 2 MiB and each thread gets ROWS_SHARE_TILES tiles or more (then THREADS shares);
-    else panel-major, the rows shared only when the panels do not split evenly between
-    the threads; one share without threads."""
-    by_rows = threaded and LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
-    shares = THREADS if threaded and (by_rows or b_panels % THREADS != 0) else 1
-    return by_rows, shares
-
-
-@jit(inline="always")
-def _row_task(task, b_panels, shares, by_rows):
-    """The (panel, share of the rows) of a row product's task number ``task``."""
-    if by_rows:  # share-major: a thread keeps to its rows of a, through every panel
-        return task % b_panels, task // b_panels
-    return task // shares, task % shares  # panel-major: a thread keeps to its panels of b
-
-
 def _mm_by_rows(a, b, bias, out, act, threaded):
     """out = f(a @ b + bias) with b read in place: for products with few rows, where
     packing b (_mm_by_blocks) would cost as much as the product.
@@ -870,9 +857,15 @@ def _mm_by_rows(a, b, bias, out, act, threaded):
     narrow = rest <= nr // VECTORS
     row = _padded_row(bias, b_panels * nr)
     tail_row = _rest_row(bias, head, shift, rest, nr) if head > 0 else row  # row: unused, of its type
-    by_rows, shares = _row_shares(n, b_panels, threaded)
+    by_rows = threaded and LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
+    shares = THREADS if threaded and (by_rows or b_panels % THREADS != 0) else 1
     for task in prange(b_panels * shares):
-        jp, share = _row_task(task, b_panels, shares, by_rows)
+        if by_rows:  # share-major: a thread keeps to its rows of a, through every panel
+            jp = task % b_panels
+            share = task // b_panels
+        else:  # panel-major: a thread keeps to its panels of b
+            jp = task // shares
+            share = task % shares
         if jp < whole or not narrow:
             if jp < whole:
                 panel, j0 = _as_c_order(b), head + jp * nr
@@ -902,39 +895,6 @@ def _mm_by_rows(a, b, bias, out, act, threaded):
 
 _mm_rows = jit(parallel=True, error_model="numpy")(_mm_by_rows)
 _mm_rows_serial = jit(error_model="numpy")(_mm_by_rows)
-
-
-def _mm_by_packed_rows(a, b, bias, out, act, threaded):
-    """out = f(a @ b + bias) with b packed (as _mm_by_blocks packs it) and a read in place
-    (as _mm_by_rows reads it): every MR-row tile of a sweeps each packed panel of b over
-    the whole depth k, a thread keeping to its share of the rows (_row_shares).
-
-    a: (n, k), rows contiguous, @ b: (k, m), any layout -> out: (n, m); bias: (m,) or
-    None. Where a panel of b fits in half the L2 cache, the panel stays there while a's
-    rows stream past it from the L3 cache, 6 rows side by side, which the hardware
-    prefetchers follow; the blocked kernel's block of a stays in L2 instead and b's panels
-    stream through, each a burst from L3 at the start of its sweep (PACKED_ROWS_PANEL).
-    Each output is computed by one thread, p in order: the same bits as _mm_loops.
-    """
-    n = a.shape[0]
-    dtype = out.dtype
-    nr = TILE_BYTES // out.itemsize
-    packed_b = _pack_panels(b, nr, dtype)  # (m/NR, k, NR)
-    b_panels = packed_b.shape[0]
-    row = _padded_row(bias, b_panels * nr)  # (m rounded up to NR,) or None
-    panels = (n + MR - 1) // MR
-    by_rows, shares = _row_shares(n, b_panels, threaded)
-    for task in prange(b_panels * shares):
-        jp, share = _row_task(task, b_panels, shares, by_rows)
-        panel = _as_c_order(packed_b[jp])
-        tile = np.empty((MR, nr), dtype)
-        for q in range(share * panels // shares, (share + 1) * panels // shares):
-            _row_kernel(a, q * MR, panel, 0, tile)
-            _write_tile(tile, out, q * MR, jp * nr, row, act)
-
-
-_mm_packed_rows = jit(parallel=True, error_model="numpy")(_mm_by_packed_rows)
-_mm_packed_rows_serial = jit(error_model="numpy")(_mm_by_packed_rows)
 
 
 # Products with fewer multiply-adds than PARALLEL_MIN take one thread even when the
@@ -1008,12 +968,12 @@ def rows_pay(n, k, m, itemsize):
 
 
 @jit(inline="always")
-def packed_rows_pay(a):
-    """True when a product that packs b (rows_pay false) should read a in place by rows
-    (_mm_by_packed_rows) rather than pack it too (_mm_by_blocks): on the Intel Xeon, when
-    a's rows are contiguous and a panel of b takes at most PACKED_ROWS_PANEL of its L2."""
+def a_in_place_pays(a):
+    """True when the blocked product (_mm_by_blocks) should read a in place by rows rather
+    than pack it: on the Intel Xeon, when a's rows are contiguous and a panel of b takes
+    at most 1 / A_IN_PLACE_PANEL of its L2 cache."""
     k = a.shape[1]
-    return LARGE_L2 and a.strides[1] == a.itemsize and k * TILE_BYTES * PACKED_ROWS_PANEL <= L2_BYTES
+    return LARGE_L2 and a.strides[1] == a.itemsize and k * TILE_BYTES * A_IN_PLACE_PANEL <= L2_BYTES
 
 
 @jit
@@ -1042,11 +1002,6 @@ def _mm(a, b, bias, out, act, threads):
             _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act, True)
         else:
             _mm_rows_serial(_as_strided(a), _c_ordered(b), bias, out, act, False)
-    elif packed_rows_pay(a):
-        if threads > 1:
-            _mm_packed_rows(_as_strided(a), _as_strided(b), bias, out, act, True)
-        else:
-            _mm_packed_rows_serial(_as_strided(a), _as_strided(b), bias, out, act, False)
     elif threads > 1:
         _mm_blocked(_as_strided(a), _as_strided(b), bias, out, act)
     else:

@@ -178,24 +178,16 @@ def _by_blocks(a, b, bias, out, act, threads):
         K._mm_blocked_serial(K._as_strided(a), K._as_strided(b), bias, out, act)
 
 
-@numba.njit
-def _by_packed_rows(a, b, bias, out, act, threads):
-    """The packed row kernel (b packed, a read in place), threaded or serial, as _mm calls it."""
-    if threads > 1:
-        K._mm_packed_rows(K._as_strided(a), K._as_strided(b), bias, out, act, True)
-    else:
-        K._mm_packed_rows_serial(K._as_strided(a), K._as_strided(b), bias, out, act, False)
+KERNELS = {"rows": _by_rows, "blocks": _by_blocks}
 
-
-KERNELS = {"rows": _by_rows, "blocks": _by_blocks, "packed rows": _by_packed_rows}
-
-# (n, k, m) for every kernel, whatever size _mm would send them: rows from one to one past
+# (n, k, m) for both kernels, whatever size _mm would send them: rows from one to one past
 # a panel, a block and a narrow tile, columns from a few (one partial panel) to past two
 # panels, a last panel one vector wide (the row kernel's narrow tile) and one value wider,
 # shallow and deep sums; the row kernel's tasks split the rows when the panels do not
 # split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR), and on a
 # CPU with a 2 MiB L2 split them share-major from ROWS_SHARE_TILES tiles a thread (97 and
-# MR * PANELS_PER_BLOCK + 1 rows, with two threads).
+# MR * PANELS_PER_BLOCK + 1 rows, with two threads); one deeper than KC (two slices of
+# packed a; on the Intel Xeon a C-ordered a is read in place over the whole depth).
 KERNEL_SHAPES = {
     f32: [
         (1, 7, 3),
@@ -206,6 +198,7 @@ KERNEL_SHAPES = {
         (97, 1, 10),
         (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // K.VECTORS),
         (30, 40, NR[f32] + NR[f32] // K.VECTORS + 1),
+        (K.MR + 1, K.KC + 1, NR[f32] + 3),
     ],
     f64: [
         (K.MR + 1, 300, NR[f64] + 1),
@@ -459,8 +452,8 @@ def test_which_packed_products_read_a_in_place():
     """Where b is packed, a is read in place by rows only on the Intel Xeon's 2 MiB L2, and
     there only with a's rows contiguous and a panel of b in half the cache (1024x8192 ->
     256 ran at 208 GFLOP/s so against 279 blocked, a transposed a at 159 against 289)."""
-    deepest = K.L2_BYTES // (K.TILE_BYTES * K.PACKED_ROWS_PANEL)
-    assert K.packed_rows_pay(np.empty((64, deepest), f32)) == K.LARGE_L2
-    assert K.packed_rows_pay(np.empty((64, deepest), f64)) == K.LARGE_L2  # NR halves: same bytes
-    assert not K.packed_rows_pay(np.empty((64, deepest + 1), f32))
-    assert not K.packed_rows_pay(np.empty((deepest, 64), f32).T)  # h^T of the backward pass
+    deepest = K.L2_BYTES // (K.TILE_BYTES * K.A_IN_PLACE_PANEL)
+    assert K.a_in_place_pays(np.empty((64, deepest), f32)) == K.LARGE_L2
+    assert K.a_in_place_pays(np.empty((64, deepest), f64)) == K.LARGE_L2  # NR halves: same bytes
+    assert not K.a_in_place_pays(np.empty((64, deepest + 1), f32))
+    assert not K.a_in_place_pays(np.empty((deepest, 64), f32).T)  # h^T of the backward pass
