@@ -446,14 +446,16 @@ ALIGNED_PANELS_MIN = 1 << 13
 # The blocked product on the Intel Xeon reads a in place by rows rather than packing it
 # (a_in_place_pays), when a's rows are contiguous and a panel of b (k x NR values) takes
 # at most 1 / A_IN_PLACE_PANEL of the L2 cache: a panel of b then stays in L2 while a
-# streams past. Measured (two threads, GFLOP/s, a packed / read in place; n x k -> m): mm 1024 297-315 / 311-325; mm 2048
-# 287-299 / 309-321; 4096x784 -> 256 298-320 / 336-360; 1024x784 -> 512 308 / 325;
-# 2048x512 -> 256 305 / 329; 4096x256 -> 256 282 / 311; 512x784 -> 1024 291 / 299;
-# 512x1024 -> 1024 278-297 / 288-303; 2048x4096 -> 128 268 / 319; 1024x4096 -> 1024 277 /
-# 291; 1024x5000 -> 512 296 / 301; past half the cache: 1024x6000 -> 256 280 / 272,
-# 1024x8192 -> 256 279 / 208; float64 mm 2048 126 / 142, 4096x784 -> 256 138 / 150;
-# with a transposed (Fortran-ordered) a, read in place: mm 1024 289 / 159.
-# The AMD EPYC, whose L2 is half the size, has not run it.
+# streams past, where a packed block of a stays in L2 and each panel of b comes from L3
+# in a burst the micro-kernel waits on. Measured on the Intel Xeon (two threads, GFLOP/s,
+# a packed / read in place; n x k -> m): mm 1024 297-315 / 311-325; mm 2048 287-299 /
+# 309-321; 4096x784 -> 256 298-320 / 336-360; 1024x784 -> 512 308 / 325; 2048x512 -> 256
+# 305 / 329; 4096x256 -> 256 282 / 311; 512x784 -> 1024 291 / 299; 512x1024 -> 1024
+# 278-297 / 288-303; 2048x4096 -> 128 268 / 319; 1024x4096 -> 1024 277 / 291; 1024x5000
+# -> 512 296 / 301; past half the cache: 1024x6000 -> 256 280 / 272, 1024x8192 -> 256
+# 279 / 208; float64 mm 2048 126 / 142, 4096x784 -> 256 138 / 150; with a transposed
+# (Fortran-ordered) a read in place: mm 1024 289 / 159. The AMD EPYC, whose L2 is half
+# the size, has not run it: it packs a as before.
 A_IN_PLACE_PANEL = 2
 # The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
 # output through memory, p after p, which a narrow product (a 10-class layer) waits on.
