@@ -48,14 +48,6 @@ wide, instead; and there, few rows too only where b's panels stay in the L2 cach
 rows of b a large power of two bytes apart may keep them from; ``rows_pay``); large
 square products keep the blocked kernel.
 
-On the Intel Xeon the blocked kernel packs b but not a when a's rows are contiguous and a
-panel of b fits in half the L2 cache (``a_in_place_pays``): each thread takes one block,
-its share of the rows, and reads them in place with the row product's kernel, so that
-one panel of b stays in its L2 cache while a streams past from L3. Packing a in blocks
-instead keeps a block of a in L2 and streams b's panels through, each a burst from L3
-that the micro-kernel waits on: 5-12% slower on every shape measured
-(A_IN_PLACE_PANEL has the figures).
-
 Products with fewer than ROWS_MIN multiply-adds, or fewer rows than MR, take the plain
 loops (``_mm_loops``), through the ops as in compiled callers of ``_mm`` (the training
 step, the backward products); the others take the row or the blocked product. A small network runs
@@ -404,10 +396,15 @@ ROWS_PANELS = 2
 # cache's sets (_panel_room); a panel of 784 rows of b 1024 floats wide (4 KiB apart)
 # has room for 2048 of its 3136 lines. The row product reads b in place when its panel
 # (k x NR values) takes at most half the room it has and b's rows are less than a page
-# apart (each row a new page is one the hardware prefetchers do not cross), or at most
-# all of the room for at most ROWS_FIT_MAX rows (fewer rows of a share the cache), or
-# for at most ROWS_FEW rows, where packing all of b costs more than any slowdown.
-# Measured on the Intel Xeon (two threads, ms, rows / blocks; n x k -> m): 512x784 ->
+# apart (each row a new page is one the hardware prefetchers do not cross), or for at
+# most ROWS_FEW rows, where copying b costs more than any slowdown; else it copies each
+# panel it reads (copies_pay, below). Copied / in place (two threads, GFLOP/s; n x k ->
+# m): 8x1024 -> 1024 74 / 95; 16x1024 -> 1024 128 / 136; 16x784 -> 512 164 / 175;
+# 16x2048 -> 512 134 / 111; 32x1024 -> 1024 175 / 137; 32x784 -> 512 214 / 205; 64x784
+# -> 512 284 / 218; 128x784 -> 512 307 / 205; 128x256 -> 1024 287 / 269 (these from
+# ROWS_FEW up took b in place before, by a rule that let up to 128 rows fill the room).
+# Before the copies, the products that did not read b in place were blocked;
+# measured on the Intel Xeon (two threads, ms, rows / blocks; n x k -> m): 512x784 ->
 # 256 0.70 / 0.82; 128x784 -> 512 0.48 / 0.55; 64x784 -> 512 0.24 / 0.39; 64x256 -> 1024
 # 0.16 / 0.25; 16x1024 -> 1024 0.31 / 0.57; 32x1024 -> 1024 0.68 / 0.79; 512x784 -> 384
 # 1.19 / 1.26; 512x256 -> 512 0.53 / 0.57; against 256x784 -> 512 1.01 / 0.90; 512x784 ->
@@ -420,9 +417,25 @@ ROWS_PANELS = 2
 # 5.7-6.3 / 3.2-3.3; 512x2048 -> 256 3.3-3.7 / 2.2; 256x784 -> 512 0.96-1.03 / 0.89-0.91;
 # 512x784 -> 512 1.80-1.92 / 1.56-1.66; and the row product kept at 512x512 -> 512
 # (0.97-1.04 against 1.05-1.11 blocked). The AMD EPYC keeps ROWS_MAX alone.
-ROWS_FEW = 32
-ROWS_FIT_MAX = 128
+ROWS_FEW = 16
 PAGE = 4096
+# On the Intel Xeon the row product copies each panel of b it reads (k x NR values, into
+# the reading thread's own L2 cache) when it does not read b in place (rows_pay), where
+# a's rows are contiguous and a panel takes at most 1 / COPIED_PANEL of the L2 cache:
+# the panel then stays in L2 while a's rows stream past from L3, six side by side, as
+# the hardware prefetchers follow. The blocked product packs b before its threads start,
+# so that half of the panels a thread reads come from the other core's cache, and keeps
+# a block of a in L2 instead, each panel of b a burst from L3 that the micro-kernel waits
+# on. Measured (two threads, GFLOP/s, blocked / copied; n x k -> m): mm 1024 332-342 /
+# 345-363; mm 2048 325-336 / 350-366; 512x1024 -> 1024 309-318 / 340-341; 64x1024 -> 1024
+# 161-165 / 227-237; 64x2048 -> 512 173 / 255; 128x1024 -> 1024 230 / 289; 4096x784 -> 256
+# 337 / 338 (its threads sharing out rows, not panels: below); float64 (4096x784 -> 256,
+# 1024x4096 -> 256, mm 2048): 138 / 150, 132 / 141, 126 / 142 with each thread's rows read
+# in place from packed panels, the copies' first version. Slower past half the cache
+# (1024x8192 -> 256, rows from packed panels: 279 / 208) and with a transposed a (mm
+# 1024: 289 / 159), which stay blocked. The AMD EPYC, whose L2 is half the size, has not
+# run it: it keeps the blocked product.
+COPIED_PANEL = 2
 # The row product shares out its rows rather than its panels between the threads where
 # the L2 has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of MR rows or more (fewer
 # leave the threads uneven: 64x784 -> 256 took 3% longer). Measured on the Intel Xeon, two
@@ -443,20 +456,6 @@ ROWS_SHARE_TILES = 8
 # 64x784 -> 128 58-65 / 56-63; 32x784 -> 256 74 / 59-70; 64x784 -> 256 114-120 / 99-101;
 # 256x784 -> 128 210-217 / 176-184. The AMD EPYC has not run it.
 ALIGNED_PANELS_MIN = 1 << 13
-# The blocked product on the Intel Xeon reads a in place by rows rather than packing it
-# (a_in_place_pays), when a's rows are contiguous and a panel of b (k x NR values) takes
-# at most 1 / A_IN_PLACE_PANEL of the L2 cache: a panel of b then stays in L2 while a
-# streams past, where a packed block of a stays in L2 and each panel of b comes from L3
-# in a burst the micro-kernel waits on. Measured on the Intel Xeon (two threads, GFLOP/s,
-# a packed / read in place; n x k -> m): mm 1024 297-315 / 311-325; mm 2048 287-299 /
-# 309-321; 4096x784 -> 256 298-320 / 336-360; 1024x784 -> 512 308 / 325; 2048x512 -> 256
-# 305 / 329; 4096x256 -> 256 282 / 311; 512x784 -> 1024 291 / 299; 512x1024 -> 1024
-# 278-297 / 288-303; 2048x4096 -> 128 268 / 319; 1024x4096 -> 1024 277 / 291; 1024x5000
-# -> 512 296 / 301; past half the cache: 1024x6000 -> 256 280 / 272, 1024x8192 -> 256
-# 279 / 208; float64 mm 2048 126 / 142, 4096x784 -> 256 138 / 150; with a transposed
-# (Fortran-ordered) a read in place: mm 1024 289 / 159. The AMD EPYC, whose L2 is half
-# the size, has not run it: it packs a as before.
-A_IN_PLACE_PANEL = 2
 # The row product pays from ROWS_MIN multiply-adds (n*k*m) on: the plain loops carry each
 # output through memory, p after p, which a narrow product (a 10-class layer) waits on.
 # Measured on an AMD EPYC (Zen 4, one thread, float32, loops / rows, us): 64x64x10
@@ -600,22 +599,6 @@ def _pack_b(b, j0, panel):
 
 
 @jit(inline="always")
-def _pack_panels(b, nr, dtype):
-    """b copied into panels of nr columns, (m/nr, k, nr), zero-padded, at a cache line: one
-    panel a prange iteration (one thread's work in the serial twins)."""
-    k, m = b.shape
-    b_panels = (m + nr - 1) // nr
-    packed_b = empty_aligned((b_panels, k, nr), dtype)
-    b_in_order = _is_c_order(b)
-    for jp in prange(b_panels):
-        if b_in_order:  # the same copy, compiled for contiguous rows (vector loads)
-            _pack_b(_as_c_order(b), jp * nr, packed_b[jp])
-        else:
-            _pack_b(b, jp * nr, packed_b[jp])
-    return packed_b
-
-
-@jit(inline="always")
 def _pack_a(a, i0, p0, kc, panels):
     """panels[q, p, i] = a[i0 + q*MR + i, p0 + p] for p < kc, zero past a's last row.
 
@@ -674,37 +657,38 @@ def _mm_by_blocks(a, b, bias, out, act):
     is computed by one thread, p in order: the same bits as _mm_loops. Compiled twice,
     below: with threads (_mm_blocked) and without (_mm_blocked_serial, where prange is
     range), for processes that must not start threads (numnet._jit.threads).
-    Where a_in_place_pays says so (the Intel Xeon), a is not packed: each thread takes
-    one block, its share of the rows, read in place by the row product's kernel over the
-    whole depth, so that one panel of b stays in its L2 cache while a streams past.
     """
     n, k = a.shape
     m = b.shape[1]
     dtype = out.dtype
     nr = TILE_BYTES // out.itemsize
-    packed_b = _pack_panels(b, nr, dtype)  # (m/NR, k, NR)
-    b_panels = packed_b.shape[0]
+    b_panels = (m + nr - 1) // nr
+    packed_b = empty_aligned((b_panels, k, nr), dtype)  # (m/NR, k, NR)
     row = _padded_row(bias, b_panels * nr)  # (m rounded up to NR,) or None
-    by_rows = a_in_place_pays(a)
-    slices = 1 if by_rows else (k + KC - 1) // KC
+    b_in_order = _is_c_order(b)
+    for jp in prange(b_panels):
+        if b_in_order:  # the same copy, compiled for contiguous rows (vector loads)
+            _pack_b(_as_c_order(b), jp * nr, packed_b[jp])
+        else:
+            _pack_b(b, jp * nr, packed_b[jp])
+    slices = (k + KC - 1) // KC
     depth = (k + slices - 1) // slices  # k cut in equal slices of at most KC: no thin last one
     a_panels = (n + MR - 1) // MR
     a_in_order = _is_c_order(a)
     per_round = THREADS * PANELS_PER_BLOCK
-    blocks = THREADS * (1 if by_rows else (a_panels + per_round - 1) // per_round)
+    blocks = THREADS * ((a_panels + per_round - 1) // per_round)
     blocks = min(blocks, a_panels)
     for block in prange(blocks):
         first = block * a_panels // blocks  # this block's panels: first .. last - 1
         last = (block + 1) * a_panels // blocks
-        packed_a = empty_aligned((0 if by_rows else last - first, depth, MR), dtype)  # (panels, depth, MR)
+        packed_a = empty_aligned((last - first, depth, MR), dtype)  # (panels, depth, MR)
         tile = zeros_aligned((MR, nr), dtype)
         for p0 in range(0, k, depth):
             kc = min(depth, k - p0)
-            if not by_rows:  # (a read in place otherwise: nothing to pack)
-                if a_in_order:
-                    _pack_a(_as_c_order(a), first * MR, p0, kc, packed_a)
-                else:
-                    _pack_a(a, first * MR, p0, kc, packed_a)
+            if a_in_order:
+                _pack_a(_as_c_order(a), first * MR, p0, kc, packed_a)
+            else:
+                _pack_a(a, first * MR, p0, kc, packed_a)
             done = p0 + kc == k
             for jp in range(b_panels):
                 j0 = jp * nr
@@ -712,10 +696,6 @@ def _mm_by_blocks(a, b, bias, out, act):
                 for q in range(last - first):
                     i0 = (first + q) * MR
                     rows = min(MR, n - i0)
-                    if by_rows:  # the whole depth: done
-                        _row_kernel(a, i0, _as_c_order(packed_b[jp]), 0, tile)
-                        _write_tile(tile, out, i0, j0, row, act)
-                        continue
                     if p0 > 0:  # carry on from the sums so far (unsigned: see _write_tile)
                         for i in range(rows):
                             for j in range(cols):
@@ -826,9 +806,10 @@ def _rest_panel(b, head, shift, rest, width):
     return _as_c_order(tail)
 
 
-def _mm_by_rows(a, b, bias, out, act, threaded):
-    """out = f(a @ b + bias) with b read in place: for products with few rows, where
-    packing b (_mm_by_blocks) would cost as much as the product.
+def _mm_by_rows(a, b, bias, out, act, threaded, copied):
+    """out = f(a @ b + bias) with b read in place, or with each panel of b copied by the
+    thread that reads it (``copied``): for products with few rows, where packing b
+    (_mm_by_blocks) would cost as much as the product, and on the Intel Xeon for most.
 
     a: (n, k), any layout, @ b: (k, m), C-ordered -> out: (n, m); bias: (m,) or None.
     Each NR-column panel of b is swept by every MR-row tile of a, the whole depth k at
@@ -846,13 +827,17 @@ def _mm_by_rows(a, b, bias, out, act, threaded):
     share-major instead: a thread keeps to its rows of a, and reads them once from the L3
     cache rather than once per panel. Without threads (``threaded`` False: the serial
     twin) the tasks are the panels alone: the copied panel is copied once.
+    With ``copied``, every panel is copied as the left-over one is (no head: a copy starts
+    a line), into the cache of the thread that reads it; the tasks are then panel-major
+    unless there are at most two panels a thread, so that each thread copies few panels.
     """
     n, k = a.shape
     m = b.shape[1]
     dtype = out.dtype
     nr = TILE_BYTES // out.itemsize
-    head = _unaligned_columns(b, nr) if LARGE_L2 and n * m >= ALIGNED_PANELS_MIN else 0
-    whole = (m - head) // nr  # panels read in place, from column head on
+    shifted = LARGE_L2 and not copied and n * m >= ALIGNED_PANELS_MIN
+    head = _unaligned_columns(b, nr) if shifted else 0
+    whole = (m - head) // nr  # whole panels, from column head on
     rest = m - whole * nr  # the columns left over: b's first head ones and its last ones
     shift = whole * nr  # the rest panel's column j >= head is out's column shift + j
     b_panels = whole + (1 if rest > 0 else 0)
@@ -860,6 +845,7 @@ def _mm_by_rows(a, b, bias, out, act, threaded):
     row = _padded_row(bias, b_panels * nr)
     tail_row = _rest_row(bias, head, shift, rest, nr) if head > 0 else row  # row: unused, of its type
     by_rows = threaded and LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
+    by_rows = by_rows and (not copied or b_panels <= 2 * THREADS)
     shares = THREADS if threaded and (by_rows or b_panels % THREADS != 0) else 1
     for task in prange(b_panels * shares):
         if by_rows:  # share-major: a thread keeps to its rows of a, through every panel
@@ -869,16 +855,19 @@ def _mm_by_rows(a, b, bias, out, act, threaded):
             jp = task // shares
             share = task % shares
         if jp < whole or not narrow:
-            if jp < whole:
-                panel, j0 = _as_c_order(b), head + jp * nr
-            else:  # the columns left over, copied by this thread
+            col = head + jp * nr  # out's column of a whole panel's first
+            if jp >= whole:  # the columns left over, copied by this thread
                 panel, j0 = _rest_panel(b, head, shift, rest, nr), 0
+            elif copied:
+                panel, j0 = _rest_panel(b, 0, col, nr, nr), 0
+            else:
+                panel, j0 = _as_c_order(b), col
             tile = np.empty((MR, nr), dtype)
             panels = (n + MR - 1) // MR
             for q in range(share * panels // shares, (share + 1) * panels // shares):
                 _row_kernel(a, q * MR, panel, j0, tile)
                 if jp < whole:
-                    _write_tile(tile, out, q * MR, j0, row, act)
+                    _write_tile(tile, out, q * MR, col, row, act)
                 elif head == 0:  # b's last columns alone
                     _write_tile(tile, out, q * MR, shift, row, act)
                 else:
@@ -958,24 +947,22 @@ def _panel_room(row_bytes):
 @jit(inline="always")
 def rows_pay(n, k, m, itemsize):
     """True when an (n, k) @ (k, m) product of items of ``itemsize`` bytes should read b in
-    place (ROWS_MAX, ROWS_FEW, ROWS_FIT_MAX and ROWS_PANELS say when)."""
+    place (ROWS_MAX, ROWS_FEW and ROWS_PANELS say when)."""
     if not LARGE_L2:
         return n <= ROWS_MAX or k * TILE_BYTES < ROWS_PANEL_BYTES
-    panel = k * TILE_BYTES
     room = _panel_room(m * itemsize)
-    fits = 2 * panel <= room and m * itemsize < PAGE
+    fits = 2 * k * TILE_BYTES <= room and m * itemsize < PAGE
     if n <= ROWS_MAX:
-        return n <= ROWS_FEW or fits or (n <= ROWS_FIT_MAX and panel <= room)
+        return n <= ROWS_FEW or fits
     return fits and m * itemsize <= ROWS_PANELS * TILE_BYTES
 
 
 @jit(inline="always")
-def a_in_place_pays(a):
-    """True when the blocked product (_mm_by_blocks) should read a in place by rows rather
-    than pack it: on the Intel Xeon, when a's rows are contiguous and a panel of b takes
-    at most 1 / A_IN_PLACE_PANEL of its L2 cache."""
+def copies_pay(a):
+    """True when a product that does not read b in place (rows_pay) should take the row
+    product copying each panel of b (COPIED_PANEL says when) rather than the blocked one."""
     k = a.shape[1]
-    return LARGE_L2 and a.strides[1] == a.itemsize and k * TILE_BYTES * A_IN_PLACE_PANEL <= L2_BYTES
+    return LARGE_L2 and a.strides[1] == a.itemsize and k * TILE_BYTES * COPIED_PANEL <= L2_BYTES
 
 
 @jit
@@ -995,15 +982,18 @@ def _c_ordered(b):
 @jit
 def _mm(a, b, bias, out, act, threads):
     """out = f(a @ b + bias): the plain loops for tiny products, the row product for
-    few rows, else the blocked one, on every core if ``threads``
+    few rows (b read in place) and on the Intel Xeon for most others (each panel of b
+    copied), else the blocked one, on every core if ``threads``
     (numnet._jit.threads()) allows more than one."""
     if loops_suffice(a.shape[0], a.shape[1], b.shape[1]):
         _mm_loops(a, b, bias, out, act)
-    elif rows_pay(a.shape[0], a.shape[1], b.shape[1], out.itemsize):
+        return
+    in_place = rows_pay(a.shape[0], a.shape[1], b.shape[1], out.itemsize)
+    if in_place or copies_pay(a):
         if threads > 1:
-            _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act, True)
+            _mm_rows(_as_strided(a), _c_ordered(b), bias, out, act, True, not in_place)
         else:
-            _mm_rows_serial(_as_strided(a), _c_ordered(b), bias, out, act, False)
+            _mm_rows_serial(_as_strided(a), _c_ordered(b), bias, out, act, False, not in_place)
     elif threads > 1:
         _mm_blocked(_as_strided(a), _as_strided(b), bias, out, act)
     else:

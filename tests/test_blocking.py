@@ -161,12 +161,19 @@ def test_layouts_and_thread_counts_give_the_same_bits():
 
 
 @numba.njit
-def _by_rows(a, b, bias, out, act, threads):
-    """The row kernel (b read in place), threaded or serial, as numnet.kernels._mm calls it."""
+def _by_rows(a, b, bias, out, act, threads, copied=False):
+    """The row kernel (b read in place, or each panel copied), threaded or serial, as
+    numnet.kernels._mm calls it."""
     if threads > 1:
-        K._mm_rows(K._as_strided(a), K._c_ordered(b), bias, out, act, True)
+        K._mm_rows(K._as_strided(a), K._c_ordered(b), bias, out, act, True, copied)
     else:
-        K._mm_rows_serial(K._as_strided(a), K._c_ordered(b), bias, out, act, False)
+        K._mm_rows_serial(K._as_strided(a), K._c_ordered(b), bias, out, act, False, copied)
+
+
+@numba.njit
+def _by_copied_rows(a, b, bias, out, act, threads):
+    """The row kernel with each panel of b copied by the thread that reads it."""
+    _by_rows(a, b, bias, out, act, threads, True)
 
 
 @numba.njit
@@ -178,16 +185,17 @@ def _by_blocks(a, b, bias, out, act, threads):
         K._mm_blocked_serial(K._as_strided(a), K._as_strided(b), bias, out, act)
 
 
-KERNELS = {"rows": _by_rows, "blocks": _by_blocks}
+KERNELS = {"rows": _by_rows, "copied rows": _by_copied_rows, "blocks": _by_blocks}
 
-# (n, k, m) for both kernels, whatever size _mm would send them: rows from one to one past
+# (n, k, m) for every kernel, whatever size _mm would send them: rows from one to one past
 # a panel, a block and a narrow tile, columns from a few (one partial panel) to past two
 # panels, a last panel one vector wide (the row kernel's narrow tile) and one value wider,
 # shallow and deep sums; the row kernel's tasks split the rows when the panels do not
 # split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR), and on a
 # CPU with a 2 MiB L2 split them share-major from ROWS_SHARE_TILES tiles a thread (97 and
-# MR * PANELS_PER_BLOCK + 1 rows, with two threads); one deeper than KC (two slices of
-# packed a; on the Intel Xeon a C-ordered a is read in place over the whole depth).
+# MR * PANELS_PER_BLOCK + 1 rows, with two threads; with copied panels only where a
+# thread has at most two panels: not at 5 NR + 3 columns); one deeper than KC (the
+# blocked kernel's two slices).
 KERNEL_SHAPES = {
     f32: [
         (1, 7, 3),
@@ -198,6 +206,7 @@ KERNEL_SHAPES = {
         (97, 1, 10),
         (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // K.VECTORS),
         (30, 40, NR[f32] + NR[f32] // K.VECTORS + 1),
+        (97, 20, 5 * NR[f32] + 3),
         (K.MR + 1, K.KC + 1, NR[f32] + 3),
     ],
     f64: [
@@ -415,9 +424,10 @@ def test_the_row_product_gives_the_same_bits_wherever_b_starts(dtype):
             for offset in range(0, K.CACHE_LINE, np.dtype(dtype).itemsize):
                 b_at = at_offset(b, offset)
                 for rows, threaded in ((K._mm_rows, True), (K._mm_rows_serial, False)):
-                    out = np.full((n, m), np.nan, dtype)
-                    rows(a, b_at, row, out, act, threaded)
-                    same_bits(out, want)
+                    for copied in (False, True):
+                        out = np.full((n, m), np.nan, dtype)
+                        rows(a, b_at, row, out, act, threaded, copied)
+                        same_bits(out, want)
 
 
 def test_the_room_a_panel_of_b_has_in_the_l2_cache():
@@ -434,26 +444,27 @@ def test_the_room_a_panel_of_b_has_in_the_l2_cache():
 
 
 @pytest.mark.skipif(not K.LARGE_L2, reason="the rule for the Intel Xeon's 2 MiB L2 cache")
-def test_wide_b_with_rows_a_power_of_two_apart_is_packed():
+def test_wide_b_with_rows_a_power_of_two_apart_is_copied():
     """b is read in place only where its panels keep room in the L2 cache (512x1024 ->
     1024 took twice as long in place as packed), past ROWS_MAX rows only if narrow too."""
     assert K.rows_pay(512, 784, 256, 4)  # the bench's layers: 196 KiB of 512 KiB
     assert K.rows_pay(512, 512, 512, 4)  # half the room: still in place
     assert not K.rows_pay(512, 1024, 1024, 4)  # 256 KiB of 128 KiB
-    assert not K.rows_pay(512, 256, 4096, 4)  # rows a page apart: packed
-    assert K.rows_pay(64, 256, 1024, 4)  # few rows: all the room may go to the panel
-    assert K.rows_pay(K.ROWS_FEW, 4096, 4096, 4)  # fewer still: never worth packing b
+    assert not K.rows_pay(512, 256, 4096, 4)  # rows a page apart: copied
+    assert not K.rows_pay(64, 784, 512, 4)  # 196 KiB of 256 KiB: copied (218 -> 284 GFLOP/s)
+    assert K.rows_pay(K.ROWS_FEW, 4096, 4096, 4)  # few rows: never worth copying b
     assert K.rows_pay(4096, 784, 10, 4)  # an output layer: one narrow panel
     assert not K.rows_pay(2048, 4096, 128, 4)  # narrow, but 1 MiB panels of 1 MiB of room
     assert not K.rows_pay(4096, 784, 256, 4)  # four panels: packed past ROWS_MAX rows
 
 
-def test_which_packed_products_read_a_in_place():
-    """Where b is packed, a is read in place by rows only on the Intel Xeon's 2 MiB L2, and
-    there only with a's rows contiguous and a panel of b in half the cache (1024x8192 ->
-    256 ran at 208 GFLOP/s so against 279 blocked, a transposed a at 159 against 289)."""
-    deepest = K.L2_BYTES // (K.TILE_BYTES * K.A_IN_PLACE_PANEL)
-    assert K.a_in_place_pays(np.empty((64, deepest), f32)) == K.LARGE_L2
-    assert K.a_in_place_pays(np.empty((64, deepest), f64)) == K.LARGE_L2  # NR halves: same bytes
-    assert not K.a_in_place_pays(np.empty((64, deepest + 1), f32))
-    assert not K.a_in_place_pays(np.empty((deepest, 64), f32).T)  # h^T of the backward pass
+def test_which_products_copy_the_panels_of_b():
+    """Where b is not read in place, the row product copies its panels only on the Intel
+    Xeon's 2 MiB L2, and there only with a's rows contiguous and a panel of b in half the
+    cache (1024x8192 -> 256 ran at 208 GFLOP/s so against 279 blocked, a transposed a at
+    159 against 289)."""
+    deepest = K.L2_BYTES // (K.TILE_BYTES * K.COPIED_PANEL)
+    assert K.copies_pay(np.empty((64, deepest), f32)) == K.LARGE_L2
+    assert K.copies_pay(np.empty((64, deepest), f64)) == K.LARGE_L2  # NR halves: same bytes
+    assert not K.copies_pay(np.empty((64, deepest + 1), f32))
+    assert not K.copies_pay(np.empty((deepest, 64), f32).T)  # h^T of the backward pass
