@@ -46,7 +46,12 @@ cost about as much as the product, and for shallow b, whose panels stay in the L
 (on the Intel Xeon, whose L2 is twice the AMD EPYC's: for narrow b, at most two panels
 wide, instead; and there, few rows too only where b's panels stay in the L2 cache, which
 rows of b a large power of two bytes apart may keep them from; ``rows_pay``); large
-square products keep the blocked kernel.
+square products keep the blocked kernel, except on the Intel Xeon: there the row product
+takes every product whose a has contiguous rows and whose panels of b fit in half the
+L2 cache (``copies_pay``), each thread copying the panel it reads into its own L2 cache
+(``copied``) while a's rows stream past from L3 (the blocked kernel packs b before the
+threads start, so that half of a thread's panels come from the other core's cache):
+mm 2048 at 338 GFLOP/s instead of 296 (COPIED_PANEL has the figures).
 
 Products with fewer than ROWS_MIN multiply-adds, or fewer rows than MR, take the plain
 loops (``_mm_loops``), through the ops as in compiled callers of ``_mm`` (the training
@@ -426,15 +431,15 @@ PAGE = 4096
 # the hardware prefetchers follow. The blocked product packs b before its threads start,
 # so that half of the panels a thread reads come from the other core's cache, and keeps
 # a block of a in L2 instead, each panel of b a burst from L3 that the micro-kernel waits
-# on. Measured (two threads, GFLOP/s, blocked / copied; n x k -> m): mm 1024 332-342 /
-# 345-363; mm 2048 325-336 / 350-366; 512x1024 -> 1024 309-318 / 340-341; 64x1024 -> 1024
-# 161-165 / 227-237; 64x2048 -> 512 173 / 255; 128x1024 -> 1024 230 / 289; 4096x784 -> 256
-# 337 / 338 (its threads sharing out rows, not panels: below); float64 (4096x784 -> 256,
-# 1024x4096 -> 256, mm 2048): 138 / 150, 132 / 141, 126 / 142 with each thread's rows read
-# in place from packed panels, the copies' first version. Slower past half the cache
-# (1024x8192 -> 256, rows from packed panels: 279 / 208) and with a transposed a (mm
-# 1024: 289 / 159), which stay blocked. The AMD EPYC, whose L2 is half the size, has not
-# run it: it keeps the blocked product.
+# on. Measured (two threads, GFLOP/s, blocked / copied; n x k -> m): mm 1024 312 / 344;
+# mm 2048 296 / 338; 512x1024 -> 1024 291 / 325; 64x1024 -> 1024 160 / 228; 64x2048 ->
+# 512 156 / 229; 128x1024 -> 1024 218 / 271; 4096x784 -> 256 296 / 335 with the threads
+# sharing out rows (each copies every panel), 312 sharing out panels, hence the rows
+# shared where a thread would have at most two panels. With each thread's rows read in
+# place from packed panels (the first version): float64 mm 2048 126 / 142, 4096x784 ->
+# 256 138 / 150; slower past half the cache (1024x8192 -> 256: 279 / 208) and with a
+# transposed a (mm 1024: 289 / 159), which stay blocked. The AMD EPYC, whose L2 is half
+# the size, has not run it: it keeps the blocked product.
 COPIED_PANEL = 2
 # The row product shares out its rows rather than its panels between the threads where
 # the L2 has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of MR rows or more (fewer
