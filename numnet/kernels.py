@@ -433,14 +433,19 @@ PAGE = 4096
 # a block of a in L2 instead, each panel of b a burst from L3 that the micro-kernel waits
 # on. Measured (two threads, GFLOP/s, blocked / copied; n x k -> m): mm 1024 312 / 344;
 # mm 2048 296 / 338; 512x1024 -> 1024 291 / 325; 64x1024 -> 1024 160 / 228; 64x2048 ->
-# 512 156 / 229; 128x1024 -> 1024 218 / 271; 4096x784 -> 256 296 / 335 with the threads
-# sharing out rows (each copies every panel), 312 sharing out panels, hence the rows
-# shared where a thread would have at most two panels. With each thread's rows read in
+# 512 156 / 229; 128x1024 -> 1024 218 / 271; 4096x784 -> 256 296 / 335 (the threads
+# sharing out rows: COPIED_SHARE_TILES). With each thread's rows read in
 # place from packed panels (the first version): float64 mm 2048 126 / 142, 4096x784 ->
 # 256 138 / 150; slower past half the cache (1024x8192 -> 256: 279 / 208) and with a
 # transposed a (mm 1024: 289 / 159), which stay blocked. The AMD EPYC, whose L2 is half
 # the size, has not run it: it keeps the blocked product.
 COPIED_PANEL = 2
+# With copied panels the threads share out rows (each copying every panel) only where
+# each would otherwise have at most two panels and gets COPIED_SHARE_TILES tiles of rows
+# or more. Measured (two threads, GFLOP/s, panels / rows shared): 4096x784 -> 256 312 /
+# 335; 1024x784 -> 256 349 / 357; 512x2048 -> 256 355 / 349; 512x1024 -> 256 361 / 360;
+# 256x2048 -> 256 340 / 305.
+COPIED_SHARE_TILES = 64
 # The row product shares out its rows rather than its panels between the threads where
 # the L2 has 2 MiB and each thread gets ROWS_SHARE_TILES tiles of MR rows or more (fewer
 # leave the threads uneven: 64x784 -> 256 took 3% longer). Measured on the Intel Xeon, two
@@ -834,7 +839,8 @@ def _mm_by_rows(a, b, bias, out, act, threaded, copied):
     twin) the tasks are the panels alone: the copied panel is copied once.
     With ``copied``, every panel is copied as the left-over one is (no head: a copy starts
     a line), into the cache of the thread that reads it; the tasks are then panel-major
-    unless there are at most two panels a thread, so that each thread copies few panels.
+    unless there are at most two panels a thread and COPIED_SHARE_TILES tiles of rows or
+    more (each thread then copies every panel).
     """
     n, k = a.shape
     m = b.shape[1]
@@ -849,7 +855,8 @@ def _mm_by_rows(a, b, bias, out, act, threaded, copied):
     narrow = rest <= nr // VECTORS
     row = _padded_row(bias, b_panels * nr)
     tail_row = _rest_row(bias, head, shift, rest, nr) if head > 0 else row  # row: unused, of its type
-    by_rows = threaded and LARGE_L2 and (n + MR - 1) // MR >= ROWS_SHARE_TILES * THREADS
+    share_tiles = COPIED_SHARE_TILES if copied else ROWS_SHARE_TILES
+    by_rows = threaded and LARGE_L2 and (n + MR - 1) // MR >= share_tiles * THREADS
     by_rows = by_rows and (not copied or b_panels <= 2 * THREADS)
     shares = THREADS if threaded and (by_rows or b_panels % THREADS != 0) else 1
     for task in prange(b_panels * shares):

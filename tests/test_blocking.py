@@ -194,7 +194,8 @@ KERNELS = {"rows": _by_rows, "copied rows": _by_copied_rows, "blocks": _by_block
 # split evenly between the threads (m = 10, NR + 1), and not otherwise (2 NR), and on a
 # CPU with a 2 MiB L2 split them share-major from ROWS_SHARE_TILES tiles a thread (97 and
 # MR * PANELS_PER_BLOCK + 1 rows, with two threads; with copied panels only where a
-# thread has at most two panels: not at 5 NR + 3 columns); one deeper than KC (the
+# thread has at most two panels and COPIED_SHARE_TILES tiles: not at 5 NR + 3 columns,
+# at one past MR * COPIED_SHARE_TILES * THREADS rows); one deeper than KC (the
 # blocked kernel's two slices).
 KERNEL_SHAPES = {
     f32: [
@@ -207,6 +208,7 @@ KERNEL_SHAPES = {
         (K.NARROW_ROWS + 1, 40, NR[f32] + NR[f32] // K.VECTORS),
         (30, 40, NR[f32] + NR[f32] // K.VECTORS + 1),
         (97, 20, 5 * NR[f32] + 3),
+        (K.MR * K.COPIED_SHARE_TILES * K.THREADS + 1, 5, NR[f32] + 1),
         (K.MR + 1, K.KC + 1, NR[f32] + 3),
     ],
     f64: [
