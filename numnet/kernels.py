@@ -170,8 +170,8 @@ VECTORS = 4 if VECTOR_BITS == 512 else 2  # vectors to a row of the tile: 32 reg
 TILE_BYTES = VECTORS * VECTOR_BITS // 8
 # The two kinds of CPU measured here differ in their L2 cache: the Intel Xeon has 2 MiB a
 # core, the AMD EPYC 1 MiB. Choices that only the Xeon has been measured for are keyed on
-# it: PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay, ROWS_SHARE_TILES,
-# ALIGNED_PANELS_MIN (below) and numnet.backward_kernels.SGD_PARALLEL_MIN.
+# it: PANELS_PER_BLOCK, STEP_PARALLEL_MIN, SIGMOID_BITS, rows_pay, copies_pay,
+# ROWS_SHARE_TILES, ALIGNED_PANELS_MIN (below) and numnet.backward_kernels.SGD_PARALLEL_MIN.
 L2_BYTES = _l2_bytes()
 LARGE_L2 = L2_BYTES >= 2 << 20  # the Intel Xeon measured here (2 MiB a core), not the AMD EPYC (1 MiB)
 
