@@ -451,13 +451,13 @@ def test_wide_b_with_rows_a_power_of_two_apart_is_copied():
     1024 took twice as long in place as packed), past ROWS_MAX rows only if narrow too."""
     assert K.rows_pay(512, 784, 256, 4)  # the bench's layers: 196 KiB of 512 KiB
     assert K.rows_pay(512, 512, 512, 4)  # half the room: still in place
-    assert not K.rows_pay(512, 1024, 1024, 4)  # 256 KiB of 128 KiB
+    assert not K.rows_pay(512, 1024, 1024, 4)  # 256 KiB of 128 KiB: copied
     assert not K.rows_pay(512, 256, 4096, 4)  # rows a page apart: copied
     assert not K.rows_pay(64, 784, 512, 4)  # 196 KiB of 256 KiB: copied (218 -> 284 GFLOP/s)
     assert K.rows_pay(K.ROWS_FEW, 4096, 4096, 4)  # few rows: never worth copying b
     assert K.rows_pay(4096, 784, 10, 4)  # an output layer: one narrow panel
     assert not K.rows_pay(2048, 4096, 128, 4)  # narrow, but 1 MiB panels of 1 MiB of room
-    assert not K.rows_pay(4096, 784, 256, 4)  # four panels: packed past ROWS_MAX rows
+    assert not K.rows_pay(4096, 784, 256, 4)  # four panels: not in place past ROWS_MAX rows
 
 
 def test_which_products_copy_the_panels_of_b():
