@@ -16,7 +16,7 @@ For each op, on data that lives on the GPU, float32:
 Times: numnet and torch are timed side by side by numnet/commands/timing.py, the core
 ``numnet bench`` uses: two warm-up calls (compilation), then interleaved blocks of
 back-to-back calls (about ``block_seconds`` each, the order rotating, each started with
-an untimed call) between device synchronises; the medians over the repeats, and a
+untimed calls) between device synchronises; the medians over the repeats, and a
 torch/numnet ratio marked noisy when its repeats spread widely. Then the targets of issue 13 are checked, and
 ``numnet train --device cuda``'s accuracy on the digits (when scikit-learn is present).
 

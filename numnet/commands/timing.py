@@ -12,11 +12,19 @@ The timing (``measure``), as both commands' docstrings describe it:
   neighbour that slows one block shifts one ratio, not the median;
 - ``sync`` (a GPU's synchronise) ends every block, so a block times the work, not its
   launch;
+- a block's length (its number of calls) is set from timed blocks of 1, 2, 4, ...
+  calls, threads awake, by the fastest time per call among them: from one call, as it
+  was, a call that woke threads or met a neighbour's burst (milliseconds on a virtual
+  machine) made every block of that competitor a few calls long, and the blocks then
+  timed the wake-ups they should leave out (forward 64x784 -> 128 on the Intel Xeon:
+  blocks of 6 to 10 ms, numnet's times 66-380 us a call, median 109; now 50 ms blocks,
+  62 us);
 - after a block the process sleeps ``settle[name]`` seconds, until that library's worker
   threads have gone to sleep (OpenBLAS keeps a core spinning for about 100 ms after a
   threaded call, torch's and numba's OpenMP threads for about 10 ms), and each block then
-  starts with one untimed call that wakes its own threads (milliseconds on a virtual
-  machine);
+  starts with WAKE_CALLS untimed calls that wake its own threads: torch wakes its own at
+  the first; numnet runs the first call after a pause on one thread and wakes its
+  threads at the second (numnet._jit.threads);
 - a ratio whose repeats spread widely (interquartile range more than ``NOISY`` of their
   median) is marked noisy: a figure to measure again, not to quote.
 """
@@ -54,6 +62,34 @@ def _block(fn, calls, sync):
     return (time.perf_counter() - start) / calls
 
 
+# Untimed calls before each block (the module docstring says why two).
+WAKE_CALLS = 2
+# The most calls a block holds.
+MAX_CALLS = 100_000
+
+
+def _wake(fn, sync):
+    """WAKE_CALLS untimed calls of fn, which leave its worker threads awake."""
+    for _ in range(WAKE_CALLS):
+        fn()
+    sync()
+
+
+def _calls_per_block(fn, block_seconds, sync):
+    """How many back-to-back calls of fn fill about ``block_seconds``: blocks of 1, 2, 4,
+    ... calls, at least two of them, until they have taken a quarter of ``block_seconds``;
+    the fastest of their times per call decides, so that one slow call (a wake-up, a
+    neighbour) does not shorten every block."""
+    _wake(fn, sync)
+    fastest, spent, calls = math.inf, 0.0, 1
+    while calls <= 2 or (spent < block_seconds / 4 and calls <= MAX_CALLS):
+        per_call = _block(fn, calls, sync)
+        fastest = min(fastest, per_call)
+        spent += per_call * calls
+        calls *= 2
+    return max(1, min(MAX_CALLS, int(block_seconds / max(fastest, 1e-9))))
+
+
 def measure(
     calls, repeats, block_seconds=0.05, settle=SETTLE, sync=lambda: None, tick=lambda: None, calls_per_block=None
 ):
@@ -75,14 +111,13 @@ def measure(
         if calls_per_block:
             per_block[name] = calls_per_block
             continue
-        one = _block(fn, 1, sync)
-        per_block[name] = max(1, min(100_000, int(block_seconds / max(one, 1e-9))))
+        per_block[name] = _calls_per_block(fn, block_seconds, sync)
         time.sleep(settle.get(name, 0))
     times = {name: [] for name in names}
     for r in range(repeats):
         order = names[r % len(names) :] + names[: r % len(names)]  # rotate who goes first
         for name in order:
-            calls[name]()  # wakes its worker threads, asleep since the settling pause
+            _wake(calls[name], sync)  # its worker threads, asleep since the settling pause
             times[name].append(_block(calls[name], per_block[name], sync))
             if settle:
                 time.sleep(settle.get(name, 0))
