@@ -18,7 +18,7 @@ The timing (``measure``), as both commands' docstrings describe it:
   machine) made every block of that competitor a few calls long, and the blocks then
   timed the wake-ups they should leave out (forward 64x784 -> 128 on the Intel Xeon:
   blocks of 6 to 10 ms, numnet's times 66-380 us a call, median 109; now 50 ms blocks,
-  62 us);
+  55-62 us);
 - after a block the process sleeps ``settle[name]`` seconds, until that library's worker
   threads have gone to sleep (OpenBLAS keeps a core spinning for about 100 ms after a
   threaded call, torch's and numba's OpenMP threads for about 10 ms), and each block then
