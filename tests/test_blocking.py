@@ -463,7 +463,7 @@ def test_wide_b_with_rows_a_power_of_two_apart_is_copied():
 def test_which_products_copy_the_panels_of_b():
     """Where b is not read in place, the row product copies its panels only on the Intel
     Xeon's 2 MiB L2, and there only with a's rows contiguous and a panel of b in half the
-    cache (1024x8192 -> 256 ran at 208 GFLOP/s so against 279 blocked, a transposed a at
+    cache (1024x8192 -> 256 ran at 208 GFLOP/s copied against 279 blocked, a transposed a at
     159 against 289)."""
     deepest = K.L2_BYTES // (K.TILE_BYTES * K.COPIED_PANEL)
     assert K.copies_pay(np.empty((64, deepest), f32)) == K.LARGE_L2
